@@ -1,0 +1,3 @@
+from bot.main import run
+
+run()

@@ -1,0 +1,82 @@
+"""Entry point: `python -m bot` / `leadbot`. Long polling by default, a webhook server with WEBHOOK_URL."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+log = logging.getLogger("bot")
+
+
+def load_settings():  # noqa: ANN201
+    from bot.settings import Settings, describe_error
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(describe_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def serve(settings) -> None:  # noqa: ANN001
+    from bot.app import create_app
+    from bot.commands import set_commands
+    from bot.polling import Poller
+
+    app = await create_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        me = await app.bot.get_me()
+        log.info("started as @%s (id %s), funnel %r", me.username, me.id, app.funnel.name)
+        await set_commands(app)
+        if app.delivery is not None:
+            app.delivery.start()
+        if settings.webhook_url:
+            from bot.webhook import run_webhook
+
+            await run_webhook(app, stop)
+        else:
+            await app.bot.delete_webhook(drop_pending_updates=False)
+            poller = Poller(app.bot, app.dp, timeout=settings.polling_timeout,
+                            concurrency=settings.max_concurrent_updates)
+            app.extras["poller"] = poller
+            stopper = asyncio.create_task(_stop_when(stop, poller))
+            await app.dp.emit_startup(bot=app.bot, **app.dp.workflow_data)
+            await poller.run()
+            stopper.cancel()
+            await app.dp.emit_shutdown(bot=app.bot, **app.dp.workflow_data)
+        log.info("stopped cleanly")
+    finally:
+        await app.close()
+
+
+async def _stop_when(stop: asyncio.Event, poller) -> None:  # noqa: ANN001
+    await stop.wait()
+    log.info("stop requested: finishing updates in flight")
+    poller.stop()
+
+
+def run() -> None:
+    settings = load_settings()
+    from bot.logs import setup_logging
+
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except Exception as exc:  # noqa: BLE001
+        from funnel import FunnelError
+
+        if isinstance(exc, FunnelError):
+            print(f"configuration error: FUNNEL_FILE: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,101 @@
+"""Long polling that confirms an update to Telegram only after its handler has committed.
+
+aiogram's own polling moves the offset past an update as soon as it is read. Here the offset never
+passes an update still in flight: on SIGKILL everything unfinished is delivered again (and the
+unit of work drops what was already committed); on SIGTERM we stop reading, finish what is in
+flight, confirm it, and exit.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from aiogram import Bot, Dispatcher
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+
+log = logging.getLogger(__name__)
+
+
+class Poller:
+    def __init__(self, bot: Bot, dp: Dispatcher, *, timeout: int = 25, concurrency: int = 64, **kwargs: object):
+        self.bot, self.dp = bot, dp
+        self.timeout = timeout
+        self.kwargs = kwargs
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.inflight: dict[int, asyncio.Task[None]] = {}
+        self.seen: set[int] = set()
+        self.offset: int | None = None
+        self.stopping = asyncio.Event()
+        self.handled = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _handle(self, update: Update) -> None:
+        async with self.semaphore:
+            try:
+                await self.dp.feed_update(self.bot, update, **self.kwargs)
+            except Exception:  # noqa: BLE001 - the unit of work already kept it as a dead letter
+                log.exception("update %s raised outside the unit of work", update.update_id)
+            finally:
+                self.handled += 1
+
+    def _confirmable_offset(self) -> int | None:
+        if self.inflight:
+            return min(self.inflight)
+        if self.seen:
+            return max(self.seen) + 1
+        return self.offset
+
+    def _schedule(self, update: Update) -> None:
+        self.seen.add(update.update_id)
+        task = asyncio.create_task(self._handle(update), name=f"update-{update.update_id}")
+        self.inflight[update.update_id] = task
+        task.add_done_callback(lambda _t, uid=update.update_id: self.inflight.pop(uid, None))
+
+    async def run(self) -> None:
+        allowed = self.dp.resolve_used_update_types()
+        delay = 0.5
+        while not self.stopping.is_set():
+            self.offset = self._confirmable_offset()
+            self.seen = {uid for uid in self.seen if self.offset is None or uid >= self.offset}
+            wait_for_new = 0 if self.inflight else self.timeout
+            fetch = asyncio.ensure_future(self.bot(
+                GetUpdates(offset=self.offset, timeout=wait_for_new, allowed_updates=allowed),
+                request_timeout=self.timeout + 10,
+            ))
+            stop = asyncio.ensure_future(self.stopping.wait())
+            done, _ = await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if fetch not in done:
+                fetch.cancel()
+                break
+            stop.cancel()
+            try:
+                updates = fetch.result()
+            except Exception as exc:  # noqa: BLE001 - keep polling through outages, with backoff
+                log.warning("getUpdates failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30) * random.uniform(0.8, 1.2)
+                continue
+            delay = 0.5
+            fresh = [u for u in updates if u.update_id not in self.seen and
+                     (self.offset is None or u.update_id >= self.offset)]
+            for update in fresh:
+                self._schedule(update)
+            if not fresh and self.inflight:
+                await asyncio.wait(set(self.inflight.values()), timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Finish updates in flight and confirm them, so nothing is handled twice after a clean stop."""
+        if self.inflight:
+            log.info("finishing %d update(s) in flight", len(self.inflight))
+            await asyncio.gather(*self.inflight.values(), return_exceptions=True)
+        offset = self._confirmable_offset()
+        if offset is not None:
+            try:
+                await self.bot(GetUpdates(offset=offset, timeout=0, limit=1))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not confirm the last updates: %s", exc)
