@@ -202,8 +202,9 @@ async def move_stage(
     now = utcnow()
     target = funnel.stage(to)
     values: dict[str, Any] = {"stage": to, "stage_changed_at": now, "updated_at": now}
-    if target.terminal:
-        values.update(outcome=target.outcome, closed_at=now, lost_reason=reason if target.outcome == "lost" else None)
+    if target.outcome is not None:  # a won stage may still lead on (b2b: deal -> post-sale support)
+        values.update(outcome=target.outcome, closed_at=lead.closed_at or now,
+                      lost_reason=reason if target.outcome == "lost" else None)
     if not actor.is_system and lead.first_move_at is None:
         values["first_move_at"] = now
     result = await session.execute(
@@ -261,7 +262,7 @@ async def record_signal(
     add_event(session, lead, "signal", actor=actor, reason=signal, data={"score": result.total, "first": first})
     target = funnel.signal_moves.get(signal)
     handed = False
-    if target and lead.stage != target and not funnel.stage(lead.stage).terminal:
+    if target and lead.stage != target and lead.outcome is None and not funnel.stage(lead.stage).terminal:
         now = utcnow()
         source = lead.stage
         lead.stage, lead.stage_changed_at = target, now

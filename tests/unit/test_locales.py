@@ -1,0 +1,78 @@
+"""Every key exists in every locale, with the same placeholders, and every file parses cleanly."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fluent.syntax import FluentParser, ast
+
+from bot.i18n import LOCALES_DIR, Translator
+
+LOCALES = sorted(p.name for p in LOCALES_DIR.iterdir() if p.is_dir())
+VARIABLE = re.compile(r"\{\s*\$([a-zA-Z_][\w-]*)")
+
+
+def messages(locale: str) -> dict[str, tuple[str, set[str]]]:
+    out: dict[str, tuple[str, set[str]]] = {}
+    parser = FluentParser()
+    for path in sorted((LOCALES_DIR / locale).rglob("*.ftl")):
+        resource = parser.parse(path.read_text(encoding="utf-8"))
+        junk = [entry for entry in resource.body if isinstance(entry, ast.Junk)]
+        assert not junk, f"{path}: cannot parse: {junk[0].content[:80]!r}"
+        text = path.read_text(encoding="utf-8")
+        for entry in resource.body:
+            if isinstance(entry, ast.Message):
+                key = entry.id.name
+                assert key not in out, f"{path}: key {key} defined twice in {locale}"
+                start, end = entry.span.start, entry.span.end
+                out[key] = (path.name, set(VARIABLE.findall(text[start:end])))
+    return out
+
+
+def test_there_are_at_least_english_and_ukrainian():
+    assert {"en", "uk"} <= set(LOCALES)
+
+
+@pytest.mark.parametrize("locale", [loc for loc in LOCALES if loc != "en"])
+def test_every_key_in_every_locale_with_the_same_placeholders(locale):
+    reference, other = messages("en"), messages(locale)
+    assert sorted(set(reference) - set(other)) == [], f"missing in {locale}"
+    assert sorted(set(other) - set(reference)) == [], f"only in {locale}, not in en"
+    for key, (_, variables) in reference.items():
+        assert other[key][1] == variables, f"{locale}:{key} placeholders {other[key][1]} != en {variables}"
+
+
+def test_every_message_formats_in_every_locale():
+    translator = Translator("en")
+    for locale in LOCALES:
+        for key, (_, variables) in messages(locale).items():
+            text = translator.get(key, locale, **{name: "X" for name in variables})
+            assert text.strip(), f"{locale}:{key} is empty"
+
+
+def test_locale_resolution():
+    translator = Translator("en")
+    assert translator.resolve("uk") == "uk"
+    assert translator.resolve("en-US") == "en"
+    assert translator.resolve("de", None) == "en"
+    assert translator.resolve(None, "ru") == "ru"
+
+
+def test_ftl_files_mirror_each_other():
+    names = {loc: sorted(p.name for p in (LOCALES_DIR / loc).rglob("*.ftl")) for loc in LOCALES}
+    assert all(files == names["en"] for files in names.values()), names
+
+
+def test_no_user_text_in_python_handlers():
+    """Texts live in locales/: handlers may join translated pieces, but never send words of their own."""
+    call = re.compile(r"\.(answer|edit_text|send_message|reply|answer_document|answer_photo)\(\s*f?([\"'])(.*?)\2")
+    words = re.compile(r"[^\W\d_]{3,}")
+    offenders = []
+    for path in Path(__file__).resolve().parents[2].joinpath("handlers").glob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in call.finditer(line):
+                literal = re.sub(r"\{[^}]*\}", "", match.group(3)).replace("\\n", " ")
+                if words.search(literal):
+                    offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert offenders == []

@@ -1,0 +1,52 @@
+from aiogram.fsm.storage.base import StorageKey
+
+from bot.db.engine import create_engine, create_schema, create_session_factory
+from bot.storage import SQLAlchemyStorage, current_session
+
+KEY = StorageKey(bot_id=1, chat_id=10, user_id=10)
+
+
+async def make_storage(tmp_path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    await create_schema(engine)
+    return engine, SQLAlchemyStorage(create_session_factory(engine))
+
+
+async def test_state_and_data_survive_a_new_storage(tmp_path):
+    engine, storage = await make_storage(tmp_path)
+    await storage.set_state(KEY, "Flow:step")
+    await storage.set_data(KEY, {"step": "phone", "answers": {"name": "Ann"}})
+    await engine.dispose()
+    engine, storage = await make_storage(tmp_path)  # a restarted process
+    assert await storage.get_state(KEY) == "Flow:step"
+    assert await storage.get_data(KEY) == {"step": "phone", "answers": {"name": "Ann"}}
+    assert await storage.update_data(KEY, {"x": 1}) == {"step": "phone", "answers": {"name": "Ann"}, "x": 1}
+    await storage.set_state(KEY, None)
+    assert await storage.get_state(KEY) is None
+    await engine.dispose()
+
+
+async def test_inside_an_update_the_storage_joins_its_transaction(tmp_path):
+    engine, storage = await make_storage(tmp_path)
+    factory = create_session_factory(engine)
+    async with factory() as session:
+        token = current_session.set(session)
+        await storage.set_state(KEY, "Flow:summary")
+        await session.rollback()  # the handler failed: the state change is rolled back with it
+        current_session.reset(token)
+    assert await storage.get_state(KEY) is None
+    async with factory() as session:
+        token = current_session.set(session)
+        await storage.set_state(KEY, "Flow:summary")
+        await session.commit()
+        current_session.reset(token)
+    assert await storage.get_state(KEY) == "Flow:summary"
+    await engine.dispose()
+
+
+async def test_empty_records_are_not_created(tmp_path):
+    engine, storage = await make_storage(tmp_path)
+    await storage.set_state(KEY, None)
+    await storage.set_data(KEY, {})
+    assert await storage.all_keys() == []
+    await engine.dispose()
