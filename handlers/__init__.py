@@ -7,6 +7,14 @@ from aiogram import Router
 def setup_routers() -> Router:
     from handlers import admin, common, dialogue, menu, staff
 
+    routers = [common.router, admin.router, dialogue.router, staff.router, menu.router]
+    for router in routers:
+        # routers are module-level (aiogram's convention); building a second app in the same process
+        # (tests, the sandbox's reset) moves them to the new root
+        parent = router.parent_router
+        if parent is not None:
+            parent.sub_routers.remove(router)
+            router._parent_router = None  # noqa: SLF001
     root = Router(name="root")
-    root.include_routers(common.router, admin.router, dialogue.router, staff.router, menu.router)
+    root.include_routers(*routers)
     return root

@@ -75,16 +75,15 @@ def make_settings(tmp_path, emulator):
 class RunningApp:
     """The whole app in this event loop, fed by the real poller from the emulator."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, emulator: Any) -> None:
         self.app = app
+        self.emulator = emulator
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         from bot.polling import Poller
 
         self.poller = Poller(self.app.bot, self.app.dp, timeout=1)
-        if self.app.delivery is not None:
-            self.app.delivery.start()
         self.task = asyncio.create_task(self.poller.run())
 
     async def stop(self) -> None:
@@ -94,23 +93,17 @@ class RunningApp:
         await self.app.close()
 
     async def idle(self, timeout: float = 10) -> None:
-        """Wait until every update the emulator holds has been handled and the outbox is empty."""
+        """Every update the emulator holds is handled and confirmed, and the outbox is sent."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            pending = self.poller.inflight or await self.app.delivery_pending() if hasattr(
-                self.app, "delivery_pending") else self.poller.inflight
-            if not pending and self.poller.offset is not None:
-                state = await self._emulator_pending()
-                if state == 0:
-                    if self.app.delivery is not None:
-                        await self.app.delivery.flush(timeout=max(0.1, deadline - loop.time()))
+            if self.emulator.pending_count() == 0 and not self.poller.inflight:
+                if self.app.delivery is not None:
+                    await self.app.delivery.flush(timeout=max(0.1, deadline - loop.time()))
+                if self.emulator.pending_count() == 0 and not self.poller.inflight:
                     return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         raise TimeoutError("the bot did not go idle")
-
-    async def _emulator_pending(self) -> int:
-        return self.emulator_pending() if callable(getattr(self, "emulator_pending", None)) else 0
 
     def session(self):  # noqa: ANN201
         return self.app.session_factory()
@@ -121,8 +114,7 @@ async def running_app(make_settings, emulator, client) -> AsyncIterator[RunningA
     from bot.app import create_app
 
     app = await create_app(make_settings())
-    running = RunningApp(app)
-    running.emulator_pending = lambda: emulator.pending_count()  # type: ignore[attr-defined]
+    running = RunningApp(app, emulator)
     await running.start()
     yield running
     await running.stop()
