@@ -27,10 +27,10 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e and not browser"
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m tests.bench
 
 lint: install
-	$(BIN)/ruff check bot handlers funnel tests bench
+	$(BIN)/ruff check bot handlers funnel tests
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis

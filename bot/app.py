@@ -83,7 +83,7 @@ async def create_app(settings: Settings, *, bot: Bot | None = None, with_deliver
     dp = Dispatcher(storage=storage, events_isolation=DisabledEventIsolation(), disable_fsm=True)
     app = App(settings, bot, dp, engine, session_factory, funnel, translator, staff, roles, storage)
 
-    if with_delivery:
+    if with_delivery and settings.delivery_worker:
         from bot.delivery import DeliveryWorker
 
         app.delivery = DeliveryWorker(app)

@@ -37,6 +37,9 @@ async def serve(settings) -> None:  # noqa: ANN001
         await set_commands(app)
         if app.delivery is not None:
             app.delivery.start()
+        from bot.maintenance import run_forever
+
+        housekeeping = asyncio.create_task(run_forever(app.session_factory))
         if settings.webhook_url:
             from bot.webhook import run_webhook
 
@@ -51,6 +54,7 @@ async def serve(settings) -> None:  # noqa: ANN001
             await poller.run()
             stopper.cancel()
             await app.dp.emit_shutdown(bot=app.bot, **app.dp.workflow_data)
+        housekeeping.cancel()
         log.info("stopped cleanly")
     finally:
         await app.close()

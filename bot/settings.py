@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # Behaviour
+    delivery_worker: bool = True  # with several replicas, exactly one should send the outbox
     digest: Literal["off", "daily", "weekly"] = "daily"
     digest_hour: int = Field(default=9, ge=0, le=23)
     flood_messages: int = Field(default=8, ge=1)  # more than this many messages ...

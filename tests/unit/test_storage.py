@@ -50,3 +50,25 @@ async def test_empty_records_are_not_created(tmp_path):
     await storage.set_data(KEY, {})
     assert await storage.all_keys() == []
     await engine.dispose()
+
+
+async def test_old_dedupe_keys_are_pruned(tmp_path):
+    from datetime import timedelta
+
+    from bot.db.models import ProcessedMessage, ProcessedUpdate, utcnow
+    from bot.maintenance import prune
+
+    engine, _ = await make_storage(tmp_path)
+    factory = create_session_factory(engine)
+    now = utcnow()
+    async with factory() as session, session.begin():
+        session.add_all([
+            ProcessedUpdate(update_id=1, processed_at=now - timedelta(days=3)),
+            ProcessedUpdate(update_id=2, processed_at=now - timedelta(hours=1)),
+            ProcessedMessage(chat_id=5, message_id=1, processed_at=now - timedelta(days=3)),
+        ])
+    assert await prune(factory, now) == 2
+    async with factory() as session:
+        assert await session.get(ProcessedUpdate, 2) is not None
+        assert await session.get(ProcessedUpdate, 1) is None
+    await engine.dispose()
