@@ -6,6 +6,7 @@ from html import escape
 from typing import Any
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -428,8 +429,10 @@ async def edit_step(query: CallbackQuery, callback_data: NavCb, state: FSMContex
 @router.message(StateFilter(Flow.summary, Flow.edit_pick, Flow.returning), ~F.text.startswith("/"))
 async def summary_input(message: Message, state: FSMContext, dialogue: Dialogue, locale: str, t: Texts) -> None:
     if await state.get_state() == Flow.returning.state:
-        await message.answer(t("input-use-buttons"))
-        return
+        # a returning prospect who writes instead of choosing is talking to us: leave the offer and let
+        # the prospect router relay it to their manager (or answer with a hint)
+        await state.clear()
+        raise SkipHandler
     conv = await load(state)
     text, markup = summary_view(dialogue, conv, locale, t)
     await message.answer(f"{t('input-use-buttons')}\n\n{text}", reply_markup=markup)

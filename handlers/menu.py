@@ -25,6 +25,7 @@ from bot.services.leads import open_lead
 from bot.settings import Settings
 from funnel import Funnel, MenuItem
 from handlers.callbacks import MenuCb
+from handlers.dialogue import Flow
 
 router = Router(name="menu")
 router.message.filter(F.chat.type == "private")
@@ -175,7 +176,7 @@ async def unknown_command(message: Message, t: Texts) -> None:
     await message.answer(t("menu-unknown-command"))
 
 
-@router.message(StateFilter(None))
+@router.message(StateFilter(None, Flow.returning))  # the dialogue clears the "welcome back" offer first
 async def catch_all(
     message: Message, session: AsyncSession, prospect: Prospect, translator: Translator, settings: Settings,
     funnel: Funnel, locale: str, t: Texts,

@@ -364,3 +364,14 @@ async def test_manager_before_consent_asks_for_consent_first(chat, running_app, 
     await chat.press("I agree")
     lead = await the_lead(running_app)
     assert lead.handoff_reason == "manager"
+
+
+async def test_a_returning_prospect_who_writes_instead_of_choosing_reaches_the_managers(chat, running_app, client):
+    await complete(chat)
+    await chat.press("Confirm")
+    await chat.command("/start")
+    await chat.say("Can someone call me today?")
+    await running_app.idle()
+    staff = await client.bot_messages(STAFF_CHAT)
+    assert any("Can someone call me today?" in m.get("text", "") for m in staff)
+    assert await chat.state() == (None, {})
