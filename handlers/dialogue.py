@@ -84,7 +84,8 @@ def step_text(dialogue: Dialogue, step: Step, conv: svc.Conversation, locale: st
     funnel = dialogue.funnel
     prompt = escape(funnel.label(step.prompt, locale))
     if step.kind == "consent":
-        return f"{escape(funnel.text('privacy', locale))}\n\n{prompt}"
+        greeting = escape(funnel.text("greeting", locale))
+        return f"{greeting}\n\n{escape(funnel.text('privacy', locale))}\n\n{prompt}"
     visible = [s for s in dialogue.visible_steps(conv.answers) if s.kind != "consent"]
     keys = [s.key for s in visible]
     position = t("step-progress", current=keys.index(step.key) + 1, total=len(keys)) if step.key in keys else ""
@@ -180,7 +181,6 @@ async def start(message: Message, command: CommandObject, state: FSMContext, ses
             ]),
         )
         return
-    await message.answer(escape(funnel.text("greeting", locale)), reply_markup=ReplyKeyboardRemove())
     conv = await svc.begin(session, dialogue, prospect, source)
     await go_to(message, state, session, dialogue, conv, dialogue.first_step(), locale, t)
 

@@ -134,23 +134,32 @@ class BotProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=self.cwd, env=env, stdout=self.out,
                                      stderr=subprocess.STDOUT)
 
-    def kill(self, sig: int = signal.SIGKILL) -> int:
+    async def kill(self, sig: int = signal.SIGKILL, timeout: float = 30) -> int:
+        """Signal the process and wait for it without blocking the event loop (the emulator lives
+        in this loop and the bot talks to it while it shuts down)."""
         assert self.proc is not None
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.proc.poll() is None:
+            if loop.time() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"the bot did not exit within {timeout}s after signal {sig}")
+            await asyncio.sleep(0.02)
         self.out.close()
-        return code
+        return self.proc.returncode
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
+            await self.kill(signal.SIGTERM)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
-def bot_process(tmp_path, emulator):
+async def bot_process(tmp_path, emulator):
     processes: list[BotProcess] = []
 
     def make(**extra: Any) -> BotProcess:
@@ -161,4 +170,4 @@ def bot_process(tmp_path, emulator):
 
     yield make
     for process in processes:
-        process.stop()
+        await process.stop()

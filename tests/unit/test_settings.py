@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -59,3 +60,17 @@ def test_process_exits_with_one_line_naming_the_variable(tmp_path, token):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "BOT_TOKEN" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_bad_funnel_file_stops_start_up_with_one_line_naming_the_field(tmp_path):
+    bad = tmp_path / "funnel.toml"
+    source = (Path(__file__).resolve().parents[2] / "funnel" / "files" / "default.toml").read_text()
+    bad.write_text(source.replace("probability = 50", "probability = 150", 1))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BOT_TOKEN": TOKEN, "FUNNEL_FILE": str(bad),
+           "TELEGRAM_API_URL": "http://127.0.0.1:9"}
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "FUNNEL_FILE" in lines[0] and "probability" in lines[0] and "150" in lines[0]
