@@ -7,16 +7,25 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
 
-install: $(BIN)/python
+# the bot alone (what `make sandbox` and `make run` need)
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -e .
+	touch $@
+
+# plus the test tools
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed-dev
 
 ## The bot on its embedded defaults (SQLite), with the Bot API emulator and the browser sandbox.
-sandbox: install
+sandbox: $(VENV)/.installed
 	$(BIN)/python -m bot.sandbox
 
 ## The bot against Telegram (BOT_TOKEN in .env or the environment).
-run: install
+run: $(VENV)/.installed
 	$(BIN)/python -m bot
 
 ## Every test: unit, flow, end-to-end (the real process against the emulator), browser.

@@ -35,6 +35,9 @@ async def serve(settings) -> None:  # noqa: ANN001
         me = await app.bot.get_me()
         log.info("started as @%s (id %s), funnel %r", me.username, me.id, app.funnel.name)
         await set_commands(app)
+        from bot.analytics import digest
+
+        digest.start(app)
         if app.delivery is not None:
             app.delivery.start()
         from bot.maintenance import run_forever
@@ -55,6 +58,7 @@ async def serve(settings) -> None:  # noqa: ANN001
             stopper.cancel()
             await app.dp.emit_shutdown(bot=app.bot, **app.dp.workflow_data)
         housekeeping.cancel()
+        await digest.stop()
         log.info("stopped cleanly")
     finally:
         await app.close()

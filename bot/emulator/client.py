@@ -210,6 +210,10 @@ class EmulatorClient:
     ) -> JSON:
         return await self._post("/control/chats", {"id": chat_id, "type": type, "title": title, **extra})
 
+    async def add_user(self, user: JSON) -> JSON:
+        """Make a user known (name, language) before they write."""
+        return await self._post("/control/users", {"user": user})
+
     async def set_member(self, chat_id: int, user_id: int, status: str) -> None:
         await self._post("/control/members", {"chat_id": chat_id, "user_id": user_id, "status": status})
 

@@ -394,7 +394,8 @@ def parse_entities(text: str, parse_mode: str) -> tuple[str, list[JSON]]:
 _AUTO_ENTITIES = (
     ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
     ("url", re.compile(r"(?:https?://|www\.)\S*[^\s.,!?;:)\]]")),
-    ("bot_command", re.compile(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![\w/])")),
+    # like Telegram's clients: not inside a word, a path or an HTML tag ("</b>" is no command)
+    ("bot_command", re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![\w/<>])")),
     ("mention", re.compile(r"(?<![\w@])@[A-Za-z0-9_]{4,32}")),
     ("hashtag", re.compile(r"(?<![\w#])#\w+")),
 )
@@ -670,6 +671,8 @@ class Emulator:
         self._webhook_task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._page_dir: Path | None = None
+        self._page_index = "index.html"
         self._clear()
         self.app = self._build_app()
 
@@ -708,6 +711,15 @@ class Emulator:
         bound = self._runner.addresses[0][1]
         self.base_url = f"http://{host}:{bound}"
         return self.base_url
+
+    def serve_page(self, directory: Path | str, index: str = "index.html") -> None:
+        """Serve a web page from ``directory``: ``GET /`` answers ``index``, ``GET /static/{path}`` the
+        files (never revalidated from cache, so an edited page shows at once). Without a page ``GET /``
+        answers the emulator's state as JSON (also at ``/control/state``)."""
+        folder = Path(directory).resolve()
+        if not (folder / index).is_file():
+            raise ValueError(f"no {index} in {folder}")
+        self._page_dir, self._page_index = folder, index
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -1598,6 +1610,10 @@ class Emulator:
         self._updates_signal.notify()
         self.bus.publish("reset")
 
+    def add_user(self, user: JSON) -> JSON:
+        """Make a user known (name, language...) before they write, e.g. for ``getChatMember``."""
+        return self._remember_user(user)
+
     def inject_update(self, update: JSON) -> JSON:
         if not isinstance(update, dict):
             raise ControlError(400, "an update must be a JSON object")
@@ -1873,6 +1889,7 @@ class Emulator:
             "chats": len(self._chats),
             "messages": sum(len(chat) for chat in self._messages.values()),
             "calls": self._call_seq,
+            "polls": self._poll_generation,  # getUpdates requests started (a call is logged when it returns)
             "faults": len(self._faults),
             "event_seq": self.bus.seq,
             "limits": asdict(self.limits),
@@ -1927,12 +1944,14 @@ class Emulator:
         router.add_route("*", "/bot{token}/{method}", self._http_api)
         router.add_get("/file/bot{token}/{path:.+}", self._http_file)
         router.add_get("/", self._http_index)
+        router.add_get("/static/{path:.+}", self._http_static)
         posts: dict[str, Callable[..., Any]] = {
             "reset": self.reset,
             "message": self.inject_message,
             "callback": self.inject_callback,
             "press": self.press,
             "chats": self.create_chat,
+            "users": self.add_user,
             "members": self.set_member,
             "block": self.block,
             "migrate": self.migrate,
@@ -2038,8 +2057,22 @@ class Emulator:
             raise ControlError(404, "callback query not answered (or unknown)")
         return answer
 
-    async def _http_index(self, request: web.Request) -> web.Response:
+    async def _http_index(self, request: web.Request) -> web.StreamResponse:
+        if self._page_dir is not None:
+            return self._page_file(self._page_dir / self._page_index)
         return web.json_response({"emulator": "telegram-bot-api", "base_url": self.base_url, **self.state()})
+
+    async def _http_static(self, request: web.Request) -> web.StreamResponse:
+        if self._page_dir is None:
+            raise web.HTTPNotFound()
+        path = (self._page_dir / request.match_info["path"]).resolve()
+        if not path.is_relative_to(self._page_dir) or not path.is_file():
+            raise web.HTTPNotFound()
+        return self._page_file(path)
+
+    @staticmethod
+    def _page_file(path: Path) -> web.StreamResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     async def _http_events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one JSON ``data:`` line per bus event (``?since=`` / Last-Event-ID resume)."""

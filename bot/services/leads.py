@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.analytics.models import track_stage_change
 from bot.db.models import Lead, LeadEvent, Prospect, StageReached, utcnow
 from bot.outbox import enqueue_card, enqueue_card_edit, enqueue_send
 from funnel import Funnel, ScoreResult, score_lead
@@ -55,14 +56,21 @@ def add_event(
 
 
 async def mark_reached(session: AsyncSession, lead: Lead, stage: str, at: datetime, left: str | None) -> None:
+    """Record that the lead reached `stage` (first time only) and left `left`; keeps the analytics
+    summary tables in step. The lead's outcome and lost reason must already be set."""
+    left_row = None
     if left is not None:
         previous = await session.get(StageReached, (lead.id, left))
         if previous is not None and previous.left_at is None:
             previous.left_at = at
+            left_row = previous
+    entered = None
     if await session.get(StageReached, (lead.id, stage)) is None:
-        session.add(StageReached(
+        entered = StageReached(
             lead_id=lead.id, stage=stage, reached_at=at, lead_created_at=lead.created_at, source=lead.source,
-        ))
+        )
+        session.add(entered)
+    await track_stage_change(session, lead, entered=entered, left=left_row)
 
 
 def rescore(funnel: Funnel, lead: Lead) -> ScoreResult:

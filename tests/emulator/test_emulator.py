@@ -552,3 +552,36 @@ async def test_control_messages_and_commands(emu: Emulator, ctl: EmulatorClient,
 
     await ctl.reset()
     assert (await ctl.state())["pending_updates"] == 0 and await ctl.messages(42) == []
+
+
+async def test_web_page_users_polls_and_commands_in_html(
+    emu: Emulator, ctl: EmulatorClient, http: aiohttp.ClientSession, bot: Bot, tmp_path: Any
+) -> None:
+    async with http.get(f"{emu.base_url}/") as resp:  # no page: the state as JSON
+        assert resp.status == 200 and (await resp.json())["emulator"] == "telegram-bot-api"
+    (tmp_path / "index.html").write_text("<h1>page</h1>")
+    (tmp_path / "app.js").write_text("let x = 1;")
+    (tmp_path.parent / "secret.txt").write_text("no")
+    emu.serve_page(tmp_path)
+    async with http.get(f"{emu.base_url}/") as resp:
+        assert resp.status == 200 and resp.content_type == "text/html" and "page" in await resp.text()
+        assert resp.headers["Cache-Control"] == "no-cache"
+    async with http.get(f"{emu.base_url}/static/app.js") as resp:
+        assert resp.status == 200 and await resp.text() == "let x = 1;"
+    for path in ("/static/missing.js", "/static/../secret.txt", "/static/%2e%2e/secret.txt"):
+        async with http.get(f"{emu.base_url}{path}") as resp:
+            assert resp.status == 404, path
+    with pytest.raises(ValueError):
+        emu.serve_page(tmp_path / "nowhere")
+
+    await ctl.add_user({"id": 77, "first_name": "Maria", "language_code": "uk"})
+    await ctl.create_chat(GROUP)
+    await ctl.set_member(GROUP, 77, "member")
+    member = await bot.get_chat_member(GROUP, 77)
+    assert member.user.first_name == "Maria" and member.user.language_code == "uk"
+
+    polls = (await ctl.state())["polls"]
+    assert await bot.get_updates(timeout=0) == []
+    assert (await ctl.state())["polls"] == polls + 1
+
+    assert auto_entities("<b>x</b> /start") == [{"type": "bot_command", "offset": 9, "length": 6}]
