@@ -7,13 +7,10 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:  # matplotlib is imported on first use: it costs ~1 s of every start otherwise
+    from matplotlib.figure import Figure
 
 WIDTH, HEIGHT, DPI = 12, 8, 100  # 1200 x 800 px
 BAR = "#2f6fdf"
@@ -32,6 +29,9 @@ class FunnelBar:
 
 
 def _figure() -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)
     return fig
