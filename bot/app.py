@@ -10,7 +10,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import DisabledEventIsolation, SimpleEventIsolation
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -23,6 +23,7 @@ from bot.storage import SQLAlchemyStorage
 from funnel import Dialogue, Funnel, load_funnel
 
 log = logging.getLogger(__name__)
+REDIS_TTL = 60 * 60 * 24 * 30  # seconds: a dialogue untouched for 30 days is forgotten
 
 
 @dataclass
@@ -61,10 +62,13 @@ def _storage(settings: Settings, session_factory: async_sessionmaker[AsyncSessio
     BaseStorage, BaseEventIsolation
 ]:
     if settings.redis_url:
-        from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+        from aiogram.fsm.storage.redis import RedisStorage
 
-        storage = RedisStorage.from_url(settings.redis_url)
-        return storage, RedisEventIsolation(redis=storage.redis)
+        storage = RedisStorage.from_url(
+            settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True),
+            state_ttl=REDIS_TTL, data_ttl=REDIS_TTL,  # abandoned dialogues do not stay forever
+        )
+        return storage, storage.create_isolation()
     return SQLAlchemyStorage(session_factory), SimpleEventIsolation()
 
 

@@ -7,8 +7,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from bot.db.models import Base
-
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -41,6 +39,9 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables (the embedded default needs zero set-up)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    """Migrate the database to the newest schema revision (Alembic, `bot/migrations/`): a brand-new
+    database is created, an up-to-date one costs a single query, replicas starting together migrate once,
+    and a database made by the old `create_all` is adopted. See `bot.db.migrate`."""
+    from bot.db.migrate import upgrade
+
+    await upgrade(engine)

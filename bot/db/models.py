@@ -111,7 +111,7 @@ class Lead(Base):
     amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     closed_at: Mapped[datetime | None]
     # handoff
-    handoff_reason: Mapped[str | None] = mapped_column(String(32))  # qualified / manager / signal:<name>
+    handoff_reason: Mapped[str | None] = mapped_column(String(64))  # qualified / manager / signal:<key>
     handed_off_at: Mapped[datetime | None]
     manager_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     manager_name: Mapped[str | None] = mapped_column(String(128))
@@ -124,7 +124,7 @@ class Lead(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
-        Index("ix_leads_stage_created", "stage", "created_at"),
+        Index("ix_leads_stage_created_amount", "stage", "created_at", "amount"),  # weighted pipeline
         Index("ix_leads_source_created", "source", "created_at"),
         Index("ix_leads_card", "card_chat_id", "card_message_id"),
     )
