@@ -104,14 +104,8 @@ def render_stats(stats: Stats, funnel: Funnel, t: Texts, locale: str) -> str:
             lines.append(t("stats-row", stage=titles.stage(row.stage), count=num(row.reached),
                            conversion=pct(row.conversion), share=pct(row.share)))
     lines.append("")
-    won = shape(funnel).won
-    if won is not None:
-        lines.append(t("stats-overall", won=titles.stage(won.key), percent=pct(stats.table.overall)))
-    leak = stats.table.leak
-    if leak is not None:
-        lines.append(t("stats-leak", **{"from": titles.stage(leak.from_stage)}, to=titles.stage(leak.to_stage),
-                       lost=num(leak.lost), percent=pct(leak.rate)))
-    else:
+    lines.extend(_headline(stats, funnel, titles, t))
+    if stats.table.leak is None:
         lines.append(t("stats-no-leak"))
     if stats.side:
         lines.append(" · ".join(t("stats-side-row", stage=titles.stage(k), count=num(n)) for k, n in stats.side))
@@ -206,6 +200,19 @@ def render_dropoff(data: Dropoff, period: Period, funnel: Funnel, t: Texts, loca
     return _join(lines, t)
 
 
+def _headline(stats: Stats, funnel: Funnel, titles: _Titles, t: Texts) -> list[str]:
+    """The overall conversion to Won and the biggest leak (shared by /stats and the digest)."""
+    lines = []
+    won = shape(funnel).won
+    if won is not None:
+        lines.append(t("stats-overall", won=titles.stage(won.key), percent=pct(stats.table.overall)))
+    leak = stats.table.leak
+    if leak is not None:
+        lines.append(t("stats-leak", **{"from": titles.stage(leak.from_stage)}, to=titles.stage(leak.to_stage),
+                       lost=num(leak.lost), percent=pct(leak.rate)))
+    return lines
+
+
 def render_digest(stats: Stats, funnel: Funnel, t: Texts, locale: str, kind: str, argument: str) -> str:
     titles = _Titles(funnel, locale)
     won = shape(funnel).won
@@ -213,12 +220,7 @@ def render_digest(stats: Stats, funnel: Funnel, t: Texts, locale: str, kind: str
                period=period_label(stats.period, t))]
     lines.append(t("digest-body", leads=num(stats.total), won=num(stats.won if won else 0),
                    lost=num(stats.lost_total)))
-    if won is not None:
-        lines.append(t("stats-overall", won=titles.stage(won.key), percent=pct(stats.table.overall)))
-    leak = stats.table.leak
-    if leak is not None:
-        lines.append(t("stats-leak", **{"from": titles.stage(leak.from_stage)}, to=titles.stage(leak.to_stage),
-                       lost=num(leak.lost), percent=pct(leak.rate)))
+    lines.extend(_headline(stats, funnel, titles, t))
     pipe = stats.pipeline
     lines.append(t("stats-pipeline-deals", deals=num(pipe.expected_deals), open=num(pipe.open)))
     lines.append(t("digest-more", command=f"/stats {argument}"))
