@@ -70,6 +70,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Lead, OutboxMessage, Prospect
 from bot.logs import mask
+from bot.middlewares import writer_lock
 from bot.outbox import enqueue_card_edit
 from bot.services.leads import add_event, open_lead
 
@@ -272,7 +273,7 @@ class DeliveryWorker:
 
     async def _tx(self, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         """One short transaction (serialised within the worker; retried if SQLite says it is locked)."""
-        async with self._db_lock:
+        async with self._db_lock, writer_lock(self.app.engine) or contextlib.nullcontext():
             for attempt in range(5):
                 try:
                     async with self.app.session_factory() as session, session.begin():

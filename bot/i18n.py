@@ -18,7 +18,7 @@ LANGUAGE_NAMES = {"en": "English", "uk": "Українська", "ru": "Русс
 class Texts:
     """Texts of one locale: `t("key", name="Ann")`."""
 
-    __slots__ = ("translator", "locale")
+    __slots__ = ("locale", "translator")
 
     def __init__(self, translator: Translator, locale: str) -> None:
         self.translator = translator

@@ -31,4 +31,6 @@ def setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # at DEBUG the SQLite driver logs every statement with its parameters (names, phones)
+    logging.getLogger("aiosqlite").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("aiogram.event").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 log = logging.getLogger("bot")
 
 
-def load_settings():  # noqa: ANN201
+def load_settings():
     from bot.settings import Settings, describe_error
 
     try:
@@ -21,7 +21,7 @@ def load_settings():  # noqa: ANN201
         raise SystemExit(2) from None
 
 
-async def serve(settings) -> None:  # noqa: ANN001
+async def serve(settings) -> None:
     from bot.app import create_app
     from bot.commands import set_commands
     from bot.polling import Poller
@@ -64,7 +64,7 @@ async def serve(settings) -> None:  # noqa: ANN001
         await app.close()
 
 
-async def _stop_when(stop: asyncio.Event, poller) -> None:  # noqa: ANN001
+async def _stop_when(stop: asyncio.Event, poller) -> None:
     await stop.wait()
     log.info("stop requested: finishing updates in flight")
     poller.stop()
@@ -77,7 +77,7 @@ def run() -> None:
     setup_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         from funnel import FunnelError
 
         if isinstance(exc, FunnelError):

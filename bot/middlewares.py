@@ -6,20 +6,48 @@
 3. `ContextMiddleware`    - the prospect row, their locale and texts (`t`), the user's role
 4. aiogram's FSM middleware (our database storage joins the update's session)
 Flood control sits on private messages, before any handler.
+
+Inside an update, a Telegram 5xx, a network error or a short flood wait on a direct reply is retried
+a couple of times (`TransientRetry`, installed on the bot's session by the unit of work), so a blip
+does not roll back what the prospect just sent. The outbox worker's own calls are not touched: it has
+its own retries, backoff and bot-wide flood wait.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import time
 import traceback
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageCaption,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    GetUpdates,
+    TelegramMethod,
+)
+from aiogram.methods.base import Response
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect
 from bot.i18n import Translator
@@ -60,6 +88,131 @@ class IsolationMiddleware(BaseMiddleware):
             return await handler(event, data)
 
 
+class TransientRetry(BaseRequestMiddleware):
+    """Retries a Bot API call made while an update is handled (`current_session` is set) after a 5xx,
+    a network error or a flood wait of at most `max_flood_wait` seconds. The waits are short on purpose:
+    the update's transaction (and the user's isolation lock) stays open meanwhile. Calls made outside
+    an update (the outbox worker, polling) pass straight through."""
+
+    def __init__(self, attempts: int = 3, base: float = 0.25, max_flood_wait: float = 3.0) -> None:
+        self.attempts, self.base, self.max_flood_wait = attempts, base, max_flood_wait
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot,
+                       method: TelegramMethod[Any]) -> Any:
+        _pin_response_type(method)
+        if current_session.get() is None or isinstance(method, GetUpdates):
+            return await make_request(bot, method)
+        attempt = 1
+        while True:
+            try:
+                return await make_request(bot, method)
+            except TelegramBadRequest as exc:
+                description = exc.message.lower()
+                if isinstance(method, AnswerCallbackQuery) and EXPIRED_QUERY in description:
+                    # the press is handled anyway (e.g. delivered again after a restart); only the
+                    # spinner on the button can no longer be stopped
+                    log.info("callback query of this update expired; not answered")
+                    return True
+                if isinstance(method, EDITS) and any(part in description for part in EDIT_NOT_NEEDED):
+                    # the message already looks like that, is gone or too old: the update goes on
+                    log.info("%s skipped: %s", type(method).__name__, description[:100])
+                    return True
+                raise
+            except TelegramRetryAfter as exc:
+                if attempt >= self.attempts or exc.retry_after > self.max_flood_wait:
+                    raise
+                delay = float(exc.retry_after)
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                if attempt >= self.attempts:
+                    raise
+                delay = self.base * 2 ** (attempt - 1) * random.uniform(1.0, 2.0)
+                log.info("%s failed inside an update (%s); retry %s in %.2fs",
+                         type(method).__name__, type(exc).__name__, attempt, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+EXPIRED_QUERY = "query is too old"
+EDITS = (EditMessageText, EditMessageReplyMarkup, EditMessageCaption)
+EDIT_NOT_NEEDED = ("message is not modified", "message to edit not found", "message can't be edited")
+TRANSIENT_DB = ("database is locked", "database table is locked", "unable to open database file", "disk i/o error",
+                "could not connect", "connection refused", "connection reset", "connection was closed",
+                "terminating connection", "server closed the connection", "deadlock detected",
+                "could not serialize access")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is busy or away (not a bug in the handler): nothing was committed, and the update
+    is handled again later instead of becoming a dead letter."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or any(part in str(exc.orig).lower() for part in TRANSIENT_DB)
+    return False
+
+
+_RESPONSE_TYPES: dict[Any, Any] = {}
+
+
+def _pin_response_type(method: TelegramMethod[Any]) -> None:
+    """aiogram parses every answer with `Response[<result type>]`; pydantic caches such generic classes
+    only weakly, so the garbage collector keeps dropping them and each re-creation costs ~10 ms of CPU
+    (per call, inside the update's transaction). A strong reference keeps them."""
+    returning = getattr(method, "__returning__", None)
+    try:
+        if returning is not None and returning not in _RESPONSE_TYPES:
+            _RESPONSE_TYPES[returning] = Response[returning]
+    except TypeError:  # an unhashable result type: nothing to pin
+        pass
+
+
+def install_retry(bot: Bot) -> None:
+    """Put `TransientRetry` on the bot's session once (idempotent)."""
+    if not any(isinstance(m, TransientRetry) for m in bot.session.middleware):
+        bot.session.middleware(TransientRetry())
+
+
+def error_text(exc: BaseException) -> str:
+    """The error without personal data: SQLAlchemy quotes the statement's parameters (names, phones...)
+    in its message, so only the driver's own error is kept; phones and e-mails are masked; characters
+    that cannot be stored (lone surrogates) are escaped."""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        text = f"{type(exc).__name__} ({type(exc.orig).__name__}: {exc.orig})"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return safe_text(mask(text))
+
+
+def log_text(exc: BaseException) -> str:
+    """The error for a log line: its kind and where it happened, never its message (which may quote a
+    name, a phone or a whole update; the dead letter in the database keeps the details). A database
+    error keeps the first line of the driver's message ("database is locked"), without the statement."""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        first = (str(exc.orig).splitlines() or [""])[0]
+        return safe_text(f"{type(exc).__name__} ({type(exc.orig).__name__}: {mask(first)[:200]})")
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{where}"
+
+
+def safe_text(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def writer_lock(engine: AsyncEngine | None) -> asyncio.Lock | None:
+    """The one-writer-at-a-time queue of a SQLite database (None for other databases). Whoever writes
+    to the same engine in this process can take it (the unit of work does, for every update)."""
+    if engine is None or engine.dialect.name != "sqlite":
+        return None
+    key = engine.sync_engine
+    if key not in _WRITERS:
+        _WRITERS[key] = asyncio.Lock()
+    return _WRITERS[key]
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
     def __init__(
         self,
@@ -70,27 +223,57 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         self.session_factory = session_factory
         self.translator = translator
         self.after_commit = after_commit
+        # SQLite has one writer at a time and every update writes (its dedupe marker, first thing), so
+        # updates queue here in order instead of polling SQLite's busy lock (which starves some of them
+        # past the busy timeout under a burst)
+        self.writer = writer_lock(session_factory.kw.get("bind"))
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
+        install_retry(data["bot"])
+        async with self.writer or contextlib.nullcontext():
+            return await self._handle(handler, event, data)
+
+    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
         async with self.session_factory() as session:
             if await self._already_handled(session, event):
                 log.info("update %s already handled, skipped", event.update_id)
                 return None
             token = current_session.set(session)
             data["session"] = session
+            failure: Exception | None = None
             try:
                 result = await handler(event, data)
                 await session.commit()
-            except Exception as exc:  # noqa: BLE001 - a poison update must not stop the bot
-                await session.rollback()
+            except Exception as exc:  # a poison update must not stop the bot
+                with contextlib.suppress(Exception):
+                    await session.rollback()
+                if is_transient(exc):  # the poller (or Telegram, with a webhook) delivers it again
+                    log.warning("update %s: the database is busy or away (%s); not handled yet",
+                                event.update_id, log_text(exc))
+                    raise
+                failure = exc
+            finally:
                 current_session.reset(token)
-                await self._dead_letter(event, exc, data)
-                return None
-            current_session.reset(token)
+        if failure is not None:
+            await self._dead_letter(event, failure, data)
+            return None
         if self.after_commit is not None:
             self.after_commit()
+        if result is UNHANDLED and event.callback_query is not None:
+            await self._refuse_button(event, data)
         return result
+
+    async def _refuse_button(self, update: Update, data: dict[str, Any]) -> None:
+        """A press no handler took (forged, garbage or from an old version): answered, nothing changed."""
+        assert update.callback_query is not None
+        user = update.callback_query.from_user
+        t = self.translator.for_locale(self.translator.resolve(user.language_code))
+        try:
+            await data["bot"].answer_callback_query(update.callback_query.id, text=t("stale-button"))
+        except Exception as exc:  # noqa: BLE001 - only the spinner is left
+            log.info("could not answer unhandled callback query of update %s: %s", update.update_id,
+                     type(exc).__name__)
 
     @staticmethod
     async def _already_handled(session: AsyncSession, update: Update) -> bool:
@@ -107,11 +290,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     async def _dead_letter(self, update: Update, exc: Exception, data: dict[str, Any]) -> None:
         user = update_user(update)
-        log.error(
-            "update %s failed (%s: %s); kept as a dead letter",
-            update.update_id, type(exc).__name__, mask(str(exc)),
-            exc_info=log.isEnabledFor(logging.DEBUG),
-        )
+        error = error_text(exc)
+        log.error("update %s failed (%s); kept as a dead letter", update.update_id, log_text(exc))
         try:
             async with self.session_factory() as session, session.begin():
                 await session.merge(ProcessedUpdate(update_id=update.update_id))
@@ -123,13 +303,15 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                     DeadLetter(
                         update_id=update.update_id,
                         user_id=user.id if user else None,
-                        error=f"{type(exc).__name__}: {mask(str(exc))}"[:4000],
-                        traceback=mask("".join(traceback.format_exception(exc)))[-20000:],
+                        error=error[:4000],
+                        traceback=safe_text(mask("".join(traceback.format_exception(exc))))[-20000:],
                         update=update.model_dump(mode="json", exclude_none=True),
                     )
                 )
-        except Exception:  # noqa: BLE001
-            log.exception("could not store dead letter for update %s", update.update_id)
+        except Exception as failure:  # its SQL parameters hold the update: log the error only
+            log.error("could not store dead letter for update %s: %s", update.update_id, log_text(failure))
+            if is_transient(failure):  # not confirmed: handled (and kept) again once the database is back
+                raise
         await self._apologise(update, data)
 
     async def _apologise(self, update: Update, data: dict[str, Any]) -> None:
@@ -137,10 +319,14 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         user = update_user(update)
         chat_id = update_chat_id(update)
         t = self.translator.for_locale(self.translator.resolve(user.language_code if user else None))
-        try:
-            if update.callback_query is not None:
+        if update.callback_query is not None:
+            try:
                 await bot.answer_callback_query(update.callback_query.id, text=t("error-apology"))
-            elif chat_id is not None:
+                return
+            except Exception:  # noqa: BLE001, S110 - usually the handler had answered it: say it in the chat
+                pass
+        try:
+            if chat_id is not None:
                 await bot.send_message(chat_id, t("error-apology"))
         except Exception as exc:  # noqa: BLE001
             log.warning("could not apologise for update %s: %s", update.update_id, type(exc).__name__)

@@ -4,10 +4,15 @@ aiogram's own polling moves the offset past an update as soon as it is read. Her
 passes an update still in flight: on SIGKILL everything unfinished is delivered again (and the
 unit of work drops what was already committed); on SIGTERM we stop reading, finish what is in
 flight, confirm it, and exit.
+
+An update that raises out of the dispatcher (the unit of work turns handler errors into dead letters,
+so this is the database being busy or away: nothing was committed) is handled again with backoff and
+stays unconfirmed meanwhile; when the bot stops first, it is left for the next start.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 
@@ -15,7 +20,10 @@ from aiogram import Bot, Dispatcher
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
+from bot.middlewares import log_text
+
 log = logging.getLogger(__name__)
+RETRY_FIRST, RETRY_CAP = 0.5, 30.0
 
 
 class Poller:
@@ -26,6 +34,7 @@ class Poller:
         self.semaphore = asyncio.Semaphore(concurrency)
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.seen: set[int] = set()
+        self.unconfirmed: set[int] = set()  # failed when stopping: delivered again at the next start
         self.offset: int | None = None
         self.stopping = asyncio.Event()
         self.handled = 0
@@ -34,17 +43,30 @@ class Poller:
         self.stopping.set()
 
     async def _handle(self, update: Update) -> None:
-        async with self.semaphore:
-            try:
-                await self.dp.feed_update(self.bot, update, **self.kwargs)
-            except Exception:  # noqa: BLE001 - the unit of work already kept it as a dead letter
-                log.exception("update %s raised outside the unit of work", update.update_id)
-            finally:
-                self.handled += 1
+        delay = RETRY_FIRST
+        try:
+            while True:
+                try:
+                    async with self.semaphore:
+                        await self.dp.feed_update(self.bot, update, **self.kwargs)
+                    return
+                except Exception as exc:  # noqa: BLE001 - nothing was committed: handle it again
+                    if self.stopping.is_set():
+                        log.warning("update %s not handled (%s); left for the next start",
+                                    update.update_id, log_text(exc))
+                        self.unconfirmed.add(update.update_id)
+                        return
+                    log.warning("update %s could not be handled (%s); trying again in %.1f s",
+                                update.update_id, log_text(exc), delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), delay)
+                    delay = min(delay * 2, RETRY_CAP) * random.uniform(0.8, 1.2)
+        finally:
+            self.handled += 1
 
     def _confirmable_offset(self) -> int | None:
-        if self.inflight:
-            return min(self.inflight)
+        if self.inflight or self.unconfirmed:
+            return min({*self.inflight, *self.unconfirmed})
         if self.seen:
             return max(self.seen) + 1
         return self.offset

@@ -11,7 +11,7 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 
-async def run_webhook(app, stop: asyncio.Event) -> None:  # noqa: ANN001 - bot.app.App
+async def run_webhook(app, stop: asyncio.Event) -> None:
     settings = app.settings
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     web_app = web.Application()

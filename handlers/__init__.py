@@ -14,7 +14,7 @@ def setup_routers() -> Router:
         parent = router.parent_router
         if parent is not None:
             parent.sub_routers.remove(router)
-            router._parent_router = None  # noqa: SLF001
+            router._parent_router = None
     root = Router(name="root")
     root.include_routers(*routers)
     return root

@@ -44,6 +44,12 @@ class Flow(StatesGroup):
 IN_DIALOGUE = StateFilter(Flow.step, Flow.summary, Flow.edit_pick)
 
 
+@router.callback_query(lambda query: not isinstance(query.message, Message))
+async def too_old(query: CallbackQuery, t: Texts) -> None:
+    """A press under a message Telegram no longer shows us (older than 48 hours)."""
+    await query.answer(t("stale-button"))
+
+
 # ---------------------------------------------------------------- rendering
 
 def _button(text: str, data: Any) -> list[InlineKeyboardButton]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -47,7 +47,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSON,
         list[Any]: JSON,
@@ -255,7 +255,18 @@ class KeyValue(Base):
 
 
 __all__ = [
-    "Base", "Prospect", "Lead", "LeadEvent", "StageReached", "DialogueRun", "FSMRecord",
-    "ProcessedUpdate", "ProcessedMessage", "OutboxMessage", "DeadLetter", "KeyValue", "utcnow",
+    "Base",
+    "DeadLetter",
+    "DialogueRun",
+    "FSMRecord",
+    "KeyValue",
+    "Lead",
+    "LeadEvent",
+    "OutboxMessage",
+    "ProcessedMessage",
+    "ProcessedUpdate",
+    "Prospect",
+    "StageReached",
     "UniqueConstraint",
+    "utcnow",
 ]

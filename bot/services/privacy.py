@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import DialogueRun, FSMRecord, Lead, LeadEvent, OutboxMessage, Prospect, utcnow
+from bot.db.models import DeadLetter, DialogueRun, FSMRecord, Lead, LeadEvent, OutboxMessage, Prospect, utcnow
 from bot.i18n import Texts
 from bot.outbox import enqueue_card_edit
 from bot.services.leads import add_event
@@ -69,9 +69,20 @@ async def forget(session: AsyncSession, funnel: Funnel, prospect: Prospect) -> i
         add_event(session, lead, "erased", at=now)
         if lead.card_message_id is not None:
             enqueue_card_edit(session, lead.id)
+    # texts sent to them or about them (relays of their messages to the staff chat, replies to them):
+    # pending ones are not sent any more, and no stored copy keeps their words
+    about_them = or_(OutboxMessage.chat_id == prospect.chat_id,
+                     OutboxMessage.lead_id.in_([lead.id for lead in leads]))
+    texts = OutboxMessage.kind.in_(("send", "document", "photo"))
     await session.execute(
-        update(OutboxMessage).where(OutboxMessage.chat_id == prospect.chat_id, OutboxMessage.status == "pending")
+        update(OutboxMessage).where(about_them, texts, OutboxMessage.status == "pending")
         .values(status="dead", error="prospect erased their data")
+    )
+    await session.execute(update(OutboxMessage).where(about_them, texts).values(payload={}))
+    # updates of theirs that failed were kept whole (their texts, contacts) for the operators
+    await session.execute(
+        update(DeadLetter).where(DeadLetter.user_id == prospect.tg_id)
+        .values(user_id=None, update={}, traceback=None, error="erased at the user's request")
     )
     await session.execute(update(DialogueRun).where(DialogueRun.prospect_id == prospect.id).values(prospect_id=None))
     fsm = (await session.scalars(select(FSMRecord).where(FSMRecord.key.contains(f":{prospect.tg_id}:")))).all()

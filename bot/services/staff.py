@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Lead, OutboxMessage, Prospect
+from bot.db.models import Lead, LeadEvent, OutboxMessage, Prospect
 from bot.outbox import STAFF, enqueue_card, enqueue_card_edit, enqueue_send
 from bot.services import leads
 from bot.services.leads import SYSTEM, Actor, add_event
@@ -75,6 +75,15 @@ async def press(session: AsyncSession, funnel: Funnel, data: LeadCb, actor: Acto
     current = funnel.stage_index(lead.stage)
     if data.at != current:
         enqueue_card_edit(session, lead.id)
+        if 0 <= data.at < len(funnel.stages):
+            # the card was current until a manager moved the lead on: say who (the loser of a race)
+            winner = await session.scalar(
+                select(LeadEvent).where(LeadEvent.lead_id == lead.id, LeadEvent.kind == "stage",
+                                        LeadEvent.from_stage == funnel.stages[data.at].key,
+                                        LeadEvent.actor_id.is_not(None))
+                .order_by(LeadEvent.id.desc()).limit(1))
+            if winner is not None:
+                return Press("already_moved", lead=lead, stage=lead.stage, by=winner.actor_name)
         return Press("stale", lead=lead, stage=lead.stage)
     action = data.action
     if action == "t":

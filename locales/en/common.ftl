@@ -1,4 +1,4 @@
-error-apology = 😔 Sorry, something went wrong on our side. We have saved everything you sent; please try again in a moment.
+error-apology = 😔 Sorry, something went wrong on our side and your last message was not processed. Please send it again in a moment.
 flood-slow-down = ⏳ You are sending messages very quickly. Please wait { $seconds } seconds, then continue.
 help-general =
     ℹ️ I help you send a request to our team.

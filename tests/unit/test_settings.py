@@ -1,6 +1,6 @@
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -54,7 +54,7 @@ def test_process_exits_with_one_line_naming_the_variable(tmp_path, token):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     if token is not None:
         env["BOT_TOKEN"] = token
-    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
                           timeout=60)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -68,7 +68,7 @@ def test_a_bad_funnel_file_stops_start_up_with_one_line_naming_the_field(tmp_pat
     bad.write_text(source.replace("probability = 50", "probability = 150", 1))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BOT_TOKEN": TOKEN, "FUNNEL_FILE": str(bad),
            "TELEGRAM_API_URL": "http://127.0.0.1:9"}
-    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
                           timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision: str = '0002'
 down_revision: str | Sequence[str] | None = '0001'
