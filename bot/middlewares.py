@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect
 from bot.i18n import Translator
 from bot.logs import mask
+from bot.outbox import OUTBOX_QUEUED
 from bot.storage import current_session
 
 log = logging.getLogger(__name__)
@@ -258,8 +259,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         if failure is not None:
             await self._dead_letter(event, failure, data)
             return None
-        if self.after_commit is not None:
-            self.after_commit()
+        if self.after_commit is not None and session.info.get(OUTBOX_QUEUED):
+            self.after_commit()  # wake the delivery worker only when this update queued something
         if result is UNHANDLED and event.callback_query is not None:
             await self._refuse_button(event, data)
         return result

@@ -10,6 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import OutboxMessage
 
 STAFF = None  # chat_id None: the staff chat, resolved at send time (it may migrate)
+OUTBOX_QUEUED = "outbox_queued"  # session.info flag: the unit of work wakes the worker after the commit
+
+
+def _queue(session: AsyncSession, row: OutboxMessage) -> OutboxMessage:
+    session.add(row)
+    session.info[OUTBOX_QUEUED] = True
+    return row
 
 
 def _markup(markup: InlineKeyboardMarkup | ReplyKeyboardMarkup | None) -> dict[str, Any] | None:
@@ -38,8 +45,7 @@ def enqueue_send(
             "reply_to_message_id": reply_to_message_id,
         },
     )
-    session.add(row)
-    return row
+    return _queue(session, row)
 
 
 def enqueue_document(
@@ -50,19 +56,16 @@ def enqueue_document(
         kind="document", purpose=purpose, chat_id=chat_id, lead_id=lead_id,
         payload={"path": path, "caption": caption, "filename": filename},
     )
-    session.add(row)
-    return row
+    return _queue(session, row)
 
 
 def enqueue_card(session: AsyncSession, lead_id: int) -> OutboxMessage:
     """Post the lead's card in the staff chat (rendered from the database when it is sent)."""
     row = OutboxMessage(kind="card", purpose="card", chat_id=STAFF, lead_id=lead_id, payload={})
-    session.add(row)
-    return row
+    return _queue(session, row)
 
 
 def enqueue_card_edit(session: AsyncSession, lead_id: int) -> OutboxMessage:
     """Re-render the lead's card in place; several pending edits of one card collapse into one."""
     row = OutboxMessage(kind="card_edit", purpose="card", chat_id=STAFF, lead_id=lead_id, payload={})
-    session.add(row)
-    return row
+    return _queue(session, row)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.methods import GetUpdates
@@ -23,6 +24,13 @@ from aiogram.types import Update
 from bot.middlewares import log_text
 
 log = logging.getLogger(__name__)
+
+
+class GetRawUpdates(GetUpdates):
+    """getUpdates without parsing: validating every returned update into pydantic models is the
+    expensive part, and most of them are still in flight from an earlier call."""
+
+    __returning__ = list[dict[str, Any]]
 RETRY_FIRST, RETRY_CAP = 0.5, 30.0
 
 
@@ -85,7 +93,7 @@ class Poller:
             self.seen = {uid for uid in self.seen if self.offset is None or uid >= self.offset}
             wait_for_new = 0 if self.inflight else self.timeout
             fetch = asyncio.ensure_future(self.bot(
-                GetUpdates(offset=self.offset, timeout=wait_for_new, allowed_updates=allowed),
+                GetRawUpdates(offset=self.offset, timeout=wait_for_new, allowed_updates=allowed),
                 request_timeout=self.timeout + 10,
             ))
             stop = asyncio.ensure_future(self.stopping.wait())
@@ -102,8 +110,9 @@ class Poller:
                 delay = min(delay * 2, 30) * random.uniform(0.8, 1.2)
                 continue
             delay = 0.5
-            fresh = [u for u in updates if u.update_id not in self.seen and
-                     (self.offset is None or u.update_id >= self.offset)]
+            # updates still in flight come back on every call (the offset waits for them): parse only new ones
+            fresh = [Update.model_validate(raw, context={"bot": self.bot}) for raw in updates
+                     if raw["update_id"] not in self.seen and (self.offset is None or raw["update_id"] >= self.offset)]
             for update in fresh:
                 self._schedule(update)
             if not fresh and self.inflight:

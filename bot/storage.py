@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import FSMRecord
 
+FSM_CACHE = "fsm_records"
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 
 
@@ -39,7 +40,20 @@ class SQLAlchemyStorage(BaseStorage):
             yield own, True
 
     async def _record(self, session: AsyncSession, key: str) -> FSMRecord | None:
-        return await session.get(FSMRecord, key)
+        # aiogram reads the state and data several times per update; the session only keeps loaded
+        # rows weakly, so without this each read is a query
+        cache = session.info.setdefault(FSM_CACHE, {})
+        record = cache.get(key)
+        if record is None:
+            record = await session.get(FSMRecord, key)
+            if record is not None:
+                cache[key] = record
+        return record
+
+    @staticmethod
+    def _added(session: AsyncSession, record: FSMRecord) -> None:
+        session.add(record)
+        session.info.setdefault(FSM_CACHE, {})[record.key] = record
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
@@ -48,7 +62,7 @@ class SQLAlchemyStorage(BaseStorage):
             if record is None:
                 if value is None:
                     return
-                session.add(FSMRecord(key=self.key_builder.build(key), state=value, data={}))
+                self._added(session, FSMRecord(key=self.key_builder.build(key), state=value, data={}))
             else:
                 record.state = value
             await session.flush()
@@ -64,7 +78,7 @@ class SQLAlchemyStorage(BaseStorage):
             if record is None:
                 if not data:
                     return
-                session.add(FSMRecord(key=self.key_builder.build(key), state=None, data=dict(data)))
+                self._added(session, FSMRecord(key=self.key_builder.build(key), state=None, data=dict(data)))
             else:
                 record.data = dict(data)  # a new object so the JSON column is marked dirty
             await session.flush()

@@ -105,7 +105,7 @@ class RunningApp:
             await asyncio.sleep(0.01)
         raise TimeoutError("the bot did not go idle")
 
-    def session(self):  # noqa: ANN201
+    def session(self):
         return self.app.session_factory()
 
 

@@ -93,9 +93,9 @@ async def test_a_managers_press_edits_the_card_and_forged_presses_change_nothing
     assert [(e.kind, e.to_stage, e.actor_id) for e in events][-2:] == [
         ("assign", None, MARIA["id"]), ("stage", "contacted", MARIA["id"])]
 
-    # the old keyboard (taken before the move) is stale now: refused, nothing changes
+    # the old keyboard (taken before the move) is stale now: refused with who moved it, nothing changes
     stale = await press(emulator, client, MARIA, STAFF_CHAT, card["message_id"], move)
-    assert "out of date" in stale["text"]
+    assert stale["text"] == "Already moved to “Contacted” by Maria."
     assert rows(tmp_path)[0].stage == "contacted"
     assert "➡️" in str(edited["reply_markup"])
     assert await process.kill(signal.SIGTERM) == 0
