@@ -182,8 +182,10 @@ async def test_the_same_message_delivered_twice_is_handled_once(emulator, client
     await bob.press("I agree")
     first = emulator.inject_message(BOB, "Bob Brown")
     await wait_for(lambda: emulator.pending_count() == 0)
+    replies_before = len(await client.bot_messages(bob.id))
     emulator.inject_message(BOB, message_id=first["message_id"])  # same message, new update id
     await wait_for(lambda: emulator.pending_count() == 0)
+    assert len(await client.bot_messages(bob.id)) == replies_before  # the duplicate got no reply at all
     await bob.say("+14155552671")
     texts = [m.get("text", "") for m in await client.bot_messages(bob.id)]
     assert sum(text.startswith("(2/") for text in texts) == 1, texts  # the phone question, asked once
