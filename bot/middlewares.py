@@ -7,7 +7,8 @@
 4. aiogram's FSM middleware (our database storage joins the update's session)
 Flood control sits on private messages, before any handler.
 
-Inside an update, a Telegram 5xx, a network error or a short flood wait on a direct reply is retried
+Direct replies are collected while the handler runs and sent after the commit, outside the database's
+writer (`bot.replies`). Inside an update, a Telegram 5xx, a network error or a short flood wait on a direct reply is retried
 a couple of times (`TransientRetry`, installed on the bot's session by the unit of work), so a blip
 does not roll back what the prospect just sent. The outbox worker's own calls are not touched: it has
 its own retries, backoff and bot-wide flood wait.
@@ -21,6 +22,7 @@ import random
 import time
 import traceback
 import weakref
+from contextvars import ContextVar
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,10 +39,12 @@ from aiogram.exceptions import (
 from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
 from aiogram.methods import (
     AnswerCallbackQuery,
+    DeleteMessage,
     EditMessageCaption,
     EditMessageReplyMarkup,
     EditMessageText,
     GetUpdates,
+    SendChatAction,
     TelegramMethod,
 )
 from aiogram.methods.base import Response
@@ -53,9 +57,13 @@ from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospec
 from bot.i18n import Translator
 from bot.logs import mask
 from bot.outbox import OUTBOX_QUEUED
+from bot.replies import ReplyBuffer, current_replies, defer, dump
+from bot.replies import load as load_replies
+from bot.replies import send as send_replies
 from bot.storage import current_session
 
 log = logging.getLogger(__name__)
+in_update: ContextVar[bool] = ContextVar("in_update", default=False)  # Bot API calls retried in place
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
@@ -90,7 +98,8 @@ class IsolationMiddleware(BaseMiddleware):
 
 
 class TransientRetry(BaseRequestMiddleware):
-    """Retries a Bot API call made while an update is handled (`current_session` is set) after a 5xx,
+    """Collects a direct reply made while a handler runs (`bot.replies`: sent after the commit, so the
+    call returns None). Retries a Bot API call made while an update is handled after a 5xx,
     a network error or a flood wait of at most `max_flood_wait` seconds. The waits are short on purpose:
     the update's transaction (and the user's isolation lock) stays open meanwhile. Calls made outside
     an update (the outbox worker, polling) pass straight through."""
@@ -100,8 +109,10 @@ class TransientRetry(BaseRequestMiddleware):
 
     async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot,
                        method: TelegramMethod[Any]) -> Any:
+        if defer(method):
+            return None if not isinstance(method, (AnswerCallbackQuery, DeleteMessage, SendChatAction)) else True
         _pin_response_type(method)
-        if current_session.get() is None or isinstance(method, GetUpdates):
+        if not in_update.get() or isinstance(method, GetUpdates):
             return await make_request(bot, method)
         attempt = 1
         while True:
@@ -232,19 +243,37 @@ class UnitOfWorkMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         install_retry(data["bot"])
-        async with self.writer or contextlib.nullcontext():
-            return await self._handle(handler, event, data)
+        retrying = in_update.set(True)
+        try:
+            replies = ReplyBuffer()
+            async with self.writer or contextlib.nullcontext():
+                result = await self._handle(handler, event, data, replies)
+            # committed and the writer released: now tell the user (still inside their isolation lock)
+            await send_replies(data["bot"], replies, self.session_factory)
+        finally:
+            in_update.reset(retrying)
+        if result is UNHANDLED and event.callback_query is not None:
+            await self._refuse_button(event, data)
+        return result
 
-    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], replies: ReplyBuffer) -> Any:
         async with self.session_factory() as session:
-            if await self._already_handled(session, event):
-                log.info("update %s already handled, skipped", event.update_id)
+            marker = await session.get(ProcessedUpdate, event.update_id)
+            if marker is not None:
+                # committed before; its replies may not have gone out (a crash right after the commit)
+                replies.extend(load_replies(marker.replies))
+                log.info("update %s already handled, skipped (%d replies again)", event.update_id, len(replies))
+                return None
+            if await self._message_seen(session, event):
+                log.info("message of update %s already handled, skipped", event.update_id)
                 return None
             token = current_session.set(session)
+            collecting = current_replies.set(replies)
             data["session"] = session
             failure: Exception | None = None
             try:
                 result = await handler(event, data)
+                self._mark_handled(session, event, replies)
                 await session.commit()
             except Exception as exc:  # a poison update must not stop the bot
                 with contextlib.suppress(Exception):
@@ -255,14 +284,14 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                     raise
                 failure = exc
             finally:
+                current_replies.reset(collecting)
                 current_session.reset(token)
         if failure is not None:
+            replies.clear()  # rolled back: the user is told nothing of it, only the apology
             await self._dead_letter(event, failure, data)
             return None
         if self.after_commit is not None and session.info.get(OUTBOX_QUEUED):
             self.after_commit()  # wake the delivery worker only when this update queued something
-        if result is UNHANDLED and event.callback_query is not None:
-            await self._refuse_button(event, data)
         return result
 
     async def _refuse_button(self, update: Update, data: dict[str, Any]) -> None:
@@ -277,17 +306,19 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                      type(exc).__name__)
 
     @staticmethod
-    async def _already_handled(session: AsyncSession, update: Update) -> bool:
-        if await session.get(ProcessedUpdate, update.update_id) is not None:
-            return True
-        session.add(ProcessedUpdate(update_id=update.update_id))
+    async def _message_seen(session: AsyncSession, update: Update) -> bool:
+        """The same message under another update id (Telegram delivering it again)."""
         message = update.message
-        if message is not None:
-            key = (message.chat.id, message.message_id)
-            if await session.get(ProcessedMessage, key) is not None:
-                return True
-            session.add(ProcessedMessage(chat_id=message.chat.id, message_id=message.message_id))
-        return False
+        return message is not None and await session.get(ProcessedMessage, (message.chat.id, message.message_id)) is not None
+
+    @staticmethod
+    def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer) -> None:
+        """The dedupe markers, written by the commit itself (one INSERT each, with the replies)."""
+        stored = dump(replies)
+        session.add(ProcessedUpdate(update_id=update.update_id, replies=stored,
+                                    chat_id=update_chat_id(update) if stored else None))
+        if update.message is not None:
+            session.add(ProcessedMessage(chat_id=update.message.chat.id, message_id=update.message.message_id))
 
     async def _dead_letter(self, update: Update, exc: Exception, data: dict[str, Any]) -> None:
         user = update_user(update)

@@ -65,7 +65,7 @@ class SQLAlchemyStorage(BaseStorage):
                 self._added(session, FSMRecord(key=self.key_builder.build(key), state=value, data={}))
             else:
                 record.state = value
-            await session.flush()
+            # no flush: the commit (or an autoflush before the next query) writes state and data as one UPDATE
 
     async def get_state(self, key: StorageKey) -> str | None:
         async with self._session() as (session, _):
@@ -81,7 +81,6 @@ class SQLAlchemyStorage(BaseStorage):
                 self._added(session, FSMRecord(key=self.key_builder.build(key), state=None, data=dict(data)))
             else:
                 record.data = dict(data)  # a new object so the JSON column is marked dirty
-            await session.flush()
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         async with self._session() as (session, _):

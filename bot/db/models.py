@@ -196,6 +196,10 @@ class ProcessedUpdate(Base):
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # the direct replies the handler made, sent after the commit; kept so that an update delivered again
+    # after a crash between the commit and the sends gets them again (bot.replies)
+    replies: Mapped[list[Any] | None] = mapped_column(default=None)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)  # whose replies (/forget)
 
 
 class ProcessedMessage(Base):

@@ -9,7 +9,17 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import DeadLetter, DialogueRun, FSMRecord, Lead, LeadEvent, OutboxMessage, Prospect, utcnow
+from bot.db.models import (
+    DeadLetter,
+    DialogueRun,
+    FSMRecord,
+    Lead,
+    LeadEvent,
+    OutboxMessage,
+    ProcessedUpdate,
+    Prospect,
+    utcnow,
+)
 from bot.i18n import Texts
 from bot.outbox import enqueue_card_edit
 from bot.services.leads import add_event
@@ -83,6 +93,9 @@ async def forget(session: AsyncSession, funnel: Funnel, prospect: Prospect) -> i
     await session.execute(
         update(DeadLetter).where(DeadLetter.user_id == prospect.tg_id)
         .values(user_id=None, update={}, traceback=None, error="erased at the user's request")
+    )
+    await session.execute(  # the replies kept for a crash right after a commit quote what they told them
+        update(ProcessedUpdate).where(ProcessedUpdate.chat_id == prospect.chat_id).values(replies=None, chat_id=None)
     )
     await session.execute(update(DialogueRun).where(DialogueRun.prospect_id == prospect.id).values(prospect_id=None))
     fsm = (await session.scalars(select(FSMRecord).where(FSMRecord.key.contains(f":{prospect.tg_id}:")))).all()

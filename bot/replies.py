@@ -1,0 +1,128 @@
+"""Direct replies are sent after the update's commit, not inside its transaction.
+
+While a handler runs, the Bot API calls that only tell the user something (send, edit, answer a button,
+delete) are collected instead of sent (`ReplyBuffer`, filled by the request middleware in
+`bot.middlewares`). The unit of work commits, releases the database (on SQLite: its single writer), and
+then sends them in order, still inside the user's isolation lock. So:
+
+- what the user is told has been committed: a failed commit rolls back and nobody was told otherwise;
+- no transaction, and no SQLite writer, waits for Telegram's network round trips;
+- the replies are also stored on the update's dedupe marker, in the same commit: an update delivered
+  again after a crash between the commit and the sends gets them again (at least once, as before);
+- a reply that still fails after the in-update retries is handed to the outbox when it is a message
+  (the worker keeps retrying it), and logged otherwise.
+
+A handler therefore gets `None` back from such a call; none needs the result (the staff card, whose
+message id matters, goes through the outbox).
+"""
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, methods
+from aiogram.client.default import Default
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessageCaption,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendChatAction,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    TelegramMethod,
+)
+from aiogram.types import BufferedInputFile, FSInputFile, InputFile
+from pydantic_core import to_jsonable_python
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+log = logging.getLogger(__name__)
+
+DEFERRED = (SendMessage, EditMessageText, EditMessageReplyMarkup, EditMessageCaption, AnswerCallbackQuery,
+            DeleteMessage, SendChatAction, SendPhoto, SendDocument)
+
+
+class ReplyBuffer(list[TelegramMethod[Any]]):
+    """The replies of the update being handled, in the order the handler made them."""
+
+
+current_replies: ContextVar[ReplyBuffer | None] = ContextVar("current_replies", default=None)
+
+
+def defer(method: TelegramMethod[Any]) -> bool:
+    """Collect `method` when an update is being handled and it is a reply; True when collected."""
+    buffer = current_replies.get()
+    if buffer is None or not isinstance(method, DEFERRED):
+        return False
+    for name in type(method).model_fields:  # a file on disk may be gone by the time we send (temp exports)
+        value = getattr(method, name, None)
+        if isinstance(value, FSInputFile):
+            path = Path(value.path)
+            setattr(method, name, BufferedInputFile(path.read_bytes(), filename=value.filename or path.name))
+    buffer.append(method)
+    return True
+
+
+def _has_upload(method: TelegramMethod[Any]) -> bool:
+    return any(isinstance(getattr(method, name, None), InputFile) for name in type(method).model_fields)
+
+
+def dump(replies: list[TelegramMethod[Any]]) -> list[dict[str, Any]] | None:
+    """The replies as JSON for the update's marker (uploads are not kept: they are generated files that
+    the admin can ask for again). Fields left to the bot's defaults stay out, so they are filled again."""
+    kept = []
+    for method in replies:
+        if _has_upload(method):
+            continue
+        args = _without_defaults(method.model_dump(mode="python", exclude_none=True))
+        kept.append({"method": type(method).__name__, "args": to_jsonable_python(args)})
+    return kept or None
+
+
+def _without_defaults(value: Any) -> Any:
+    """Drop aiogram's `Default(...)` placeholders at any depth (ReplyParameters has them too)."""
+    if isinstance(value, dict):
+        return {k: _without_defaults(v) for k, v in value.items() if not isinstance(v, Default)}
+    if isinstance(value, list | tuple):
+        return [_without_defaults(v) for v in value if not isinstance(v, Default)]
+    return value
+
+
+def load(stored: list[dict[str, Any]] | None) -> list[TelegramMethod[Any]]:
+    loaded: list[TelegramMethod[Any]] = []
+    for item in stored or ():
+        cls = getattr(methods, str(item.get("method")), None)
+        if isinstance(cls, type) and issubclass(cls, DEFERRED):
+            loaded.append(cls.model_validate(item.get("args") or {}))
+    return loaded
+
+
+async def send(bot: Bot, replies: list[TelegramMethod[Any]],
+               session_factory: async_sessionmaker[Any] | None = None) -> None:
+    """Send the committed replies in order. The request middleware retries blips; what still fails is
+    handed to the outbox (messages) or logged (the rest), and the next reply is still sent."""
+    for method in replies:
+        try:
+            await bot(method)
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            log.warning("%s after the commit refused: %s", type(method).__name__, exc.message[:100])
+        except (TelegramAPIError, OSError, TimeoutError) as exc:
+            log.warning("%s after the commit failed (%s)", type(method).__name__, type(exc).__name__)
+            if isinstance(method, SendMessage) and session_factory is not None:
+                await _to_outbox(session_factory, method)
+
+
+async def _to_outbox(session_factory: async_sessionmaker[Any], method: SendMessage) -> None:
+    from bot.outbox import enqueue_send
+
+    try:
+        async with session_factory() as session, session.begin():
+            enqueue_send(session, int(method.chat_id), method.text, purpose="reply",
+                         reply_markup=method.reply_markup)
+    except Exception as exc:  # noqa: BLE001 - the database is away too: the log is what is left
+        log.error("could not queue a failed reply for retry: %s", type(exc).__name__)
