@@ -296,3 +296,38 @@ async def test_a_garbage_press_is_answered_and_changes_nothing(start, emulator):
         assert emulator.callback_answer(query["callback_query_id"]) is not None, data
     assert await state_of(running, ALICE["id"]) == before
     assert await dead_letters(running) == []
+
+
+async def test_a_crash_between_the_commit_and_the_replies_gets_them_when_the_update_comes_again(
+        start, emulator, monkeypatch):
+    """Replies go out after the commit. If the bot dies in between, the update is not confirmed, so it is
+    delivered again; its dedupe marker holds the replies, which are sent then (and nothing is redone)."""
+    from bot import middlewares
+
+    running = await start()
+    await to_phone_step(running)
+    seen: list[Any] = []
+    real_mark = middlewares.UnitOfWorkMiddleware._mark_handled
+
+    def mark(session: Any, update: Any, replies: Any) -> None:
+        seen.append(update)
+        real_mark(session, update, replies)
+
+    async def crash(*args: Any, **kw: Any) -> None:  # the process is gone: nothing is sent
+        return None
+
+    monkeypatch.setattr(middlewares.UnitOfWorkMiddleware, "_mark_handled", staticmethod(mark))
+    monkeypatch.setattr(middlewares, "send_replies", crash)
+    before = last_message_id(emulator, ALICE["id"])
+    await say(running, ALICE, "+380671230000")
+    assert bot_texts(emulator, ALICE["id"], before) == []
+    assert (await state_of(running, ALICE["id"]))[1]["step"] == "email"
+    monkeypatch.undo()
+    [update] = seen
+    await running.app.dp.feed_update(running.app.bot, update)  # delivered again after the restart
+    texts = bot_texts(emulator, ALICE["id"], before)
+    assert len(texts) == 2 and "email" in texts[1].lower(), texts
+    assert (await state_of(running, ALICE["id"]))[1]["step"] == "email"
+    async with running.session() as session:
+        prospect = await session.scalar(select(Prospect).where(Prospect.tg_id == ALICE["id"]))
+    assert prospect is not None and prospect.phone == "+380671230000"
