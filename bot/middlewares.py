@@ -22,9 +22,9 @@ import random
 import time
 import traceback
 import weakref
-from contextvars import ContextVar
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
