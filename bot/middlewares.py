@@ -49,11 +49,12 @@ from aiogram.methods import (
 )
 from aiogram.methods.base import Response
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
+from sqlalchemy import Row, insert, literal, null, select, union_all
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect
+from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect, utcnow
 from bot.i18n import Translator
 from bot.logs import mask
 from bot.outbox import OUTBOX_QUEUED
@@ -225,6 +226,9 @@ def writer_lock(engine: AsyncEngine | None) -> asyncio.Lock | None:
     return _WRITERS[key]
 
 
+SEEN_UPDATE, SEEN_MESSAGE = 1, 2
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
     def __init__(
         self,
@@ -258,14 +262,14 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], replies: ReplyBuffer) -> Any:
         async with self.session_factory() as session:
-            marker = await session.get(ProcessedUpdate, event.update_id)
-            if marker is not None:
-                # committed before; its replies may not have gone out (a crash right after the commit)
-                replies.extend(load_replies(marker.replies))
-                log.info("update %s already handled, skipped (%d replies again)", event.update_id, len(replies))
-                return None
-            if await self._message_seen(session, event):
-                log.info("message of update %s already handled, skipped", event.update_id)
+            seen = await self._seen(session, event)
+            if seen is not None:
+                if seen.kind == SEEN_UPDATE:
+                    # committed before; its replies may not have gone out (a crash right after the commit)
+                    replies.extend(load_replies(seen.replies))
+                    log.info("update %s already handled, skipped (%d replies again)", event.update_id, len(replies))
+                else:
+                    log.info("message of update %s already handled, skipped", event.update_id)
                 return None
             token = current_session.set(session)
             collecting = current_replies.set(replies)
@@ -273,7 +277,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             failure: Exception | None = None
             try:
                 result = await handler(event, data)
-                self._mark_handled(session, event, replies)
+                await self._mark_handled(session, event, replies)
                 await session.commit()
             except Exception as exc:  # a poison update must not stop the bot
                 with contextlib.suppress(Exception):
@@ -306,19 +310,31 @@ class UnitOfWorkMiddleware(BaseMiddleware):
                      type(exc).__name__)
 
     @staticmethod
-    async def _message_seen(session: AsyncSession, update: Update) -> bool:
-        """The same message under another update id (Telegram delivering it again)."""
+    async def _seen(session: AsyncSession, update: Update) -> Row[Any] | None:
+        """The update's marker (with its replies), or the marker of its message under another update id
+        (Telegram delivering it again): both primary-key lookups in one statement."""
+        query = select(literal(SEEN_UPDATE).label("kind"), ProcessedUpdate.replies).where(
+            ProcessedUpdate.update_id == update.update_id
+        )
         message = update.message
-        return message is not None and await session.get(ProcessedMessage, (message.chat.id, message.message_id)) is not None
+        if message is not None:
+            query = union_all(query, select(literal(SEEN_MESSAGE), null()).where(
+                ProcessedMessage.chat_id == message.chat.id, ProcessedMessage.message_id == message.message_id
+            ))
+        return (await session.execute(query)).first()
 
     @staticmethod
-    def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer) -> None:
-        """The dedupe markers, written by the commit itself (one INSERT each, with the replies)."""
+    async def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer) -> None:
+        """The dedupe markers, in the update's transaction (one INSERT each, the replies with the first)."""
         stored = dump(replies)
-        session.add(ProcessedUpdate(update_id=update.update_id, replies=stored,
-                                    chat_id=update_chat_id(update) if stored else None))
+        await session.execute(insert(ProcessedUpdate).values(
+            update_id=update.update_id, processed_at=utcnow(), replies=stored,
+            chat_id=update_chat_id(update) if stored else None,
+        ))
         if update.message is not None:
-            session.add(ProcessedMessage(chat_id=update.message.chat.id, message_id=update.message.message_id))
+            await session.execute(insert(ProcessedMessage).values(
+                chat_id=update.message.chat.id, message_id=update.message.message_id, processed_at=utcnow()
+            ))
 
     async def _dead_letter(self, update: Update, exc: Exception, data: dict[str, Any]) -> None:
         user = update_user(update)
@@ -390,8 +406,6 @@ class ContextMiddleware(BaseMiddleware):
 
 
 async def load_prospect(session: AsyncSession, user: User) -> Prospect:
-    from sqlalchemy import select
-
     prospect = await session.scalar(select(Prospect).where(Prospect.tg_id == user.id))
     if prospect is None:
         prospect = Prospect(

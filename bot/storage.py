@@ -41,13 +41,12 @@ class SQLAlchemyStorage(BaseStorage):
 
     async def _record(self, session: AsyncSession, key: str) -> FSMRecord | None:
         # aiogram reads the state and data several times per update; the session only keeps loaded
-        # rows weakly, so without this each read is a query
+        # rows weakly, so without this each read is a query; a missing row is remembered too (a new
+        # prospect's first update reads it three times)
         cache = session.info.setdefault(FSM_CACHE, {})
-        record = cache.get(key)
-        if record is None:
-            record = await session.get(FSMRecord, key)
-            if record is not None:
-                cache[key] = record
+        if key in cache:
+            return cache[key]
+        record = cache[key] = await session.get(FSMRecord, key)
         return record
 
     @staticmethod
