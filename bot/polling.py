@@ -33,8 +33,9 @@ class GetRawUpdates(GetUpdates):
     __returning__ = list[dict[str, Any]]
 RETRY_FIRST, RETRY_CAP = 0.5, 30.0
 # While updates are in flight every getUpdates returns them again (the offset waits for them), so asking
-# after each one finishes costs a full re-download and JSON decode of all the others: ask at most this often.
-BUSY_POLL_GAP = 0.02
+# after each one finishes costs a re-download and JSON decode of all the others: the more are in flight,
+# the longer between two calls (0.2 ms per update in flight, at most 20 ms; a lone update is not delayed).
+BUSY_POLL_GAP_PER_UPDATE, BUSY_POLL_GAP_MAX = 0.0002, 0.02
 
 
 class Poller:
@@ -92,10 +93,11 @@ class Poller:
         allowed = self.dp.resolve_used_update_types()
         delay = 0.5
         loop = asyncio.get_running_loop()
-        last_fetch = -BUSY_POLL_GAP
+        last_fetch = -BUSY_POLL_GAP_MAX
         while not self.stopping.is_set():
             if self.inflight:
-                gap = last_fetch + BUSY_POLL_GAP - loop.time()
+                busy_gap = min(BUSY_POLL_GAP_MAX, BUSY_POLL_GAP_PER_UPDATE * len(self.inflight))
+                gap = last_fetch + busy_gap - loop.time()
                 if gap > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stopping.wait(), gap)
