@@ -54,7 +54,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect, utcnow
+from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect
 from bot.i18n import Translator
 from bot.logs import mask
 from bot.outbox import OUTBOX_QUEUED
@@ -311,8 +311,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     @staticmethod
     async def _seen(session: AsyncSession, update: Update) -> Row[Any] | None:
-        """The update's marker (with its replies), or the marker of its message under another update id
-        (Telegram delivering it again): both primary-key lookups in one statement."""
+        """The update's marker (with its replies), or else the marker of its message under another update
+        id (Telegram delivering it again): both primary-key lookups in one statement. An update delivered
+        again has both; the update's comes first, for its replies."""
         query = select(literal(SEEN_UPDATE).label("kind"), ProcessedUpdate.replies).where(
             ProcessedUpdate.update_id == update.update_id
         )
@@ -320,7 +321,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         if message is not None:
             query = union_all(query, select(literal(SEEN_MESSAGE), null()).where(
                 ProcessedMessage.chat_id == message.chat.id, ProcessedMessage.message_id == message.message_id
-            ))
+            )).order_by("kind")
         return (await session.execute(query)).first()
 
     @staticmethod
@@ -328,12 +329,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         """The dedupe markers, in the update's transaction (one INSERT each, the replies with the first)."""
         stored = dump(replies)
         await session.execute(insert(ProcessedUpdate).values(
-            update_id=update.update_id, processed_at=utcnow(), replies=stored,
-            chat_id=update_chat_id(update) if stored else None,
+            update_id=update.update_id, replies=stored, chat_id=update_chat_id(update) if stored else None,
         ))
         if update.message is not None:
             await session.execute(insert(ProcessedMessage).values(
-                chat_id=update.message.chat.id, message_id=update.message.message_id, processed_at=utcnow()
+                chat_id=update.message.chat.id, message_id=update.message.message_id
             ))
 
     async def _dead_letter(self, update: Update, exc: Exception, data: dict[str, Any]) -> None:

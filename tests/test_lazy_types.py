@@ -33,21 +33,20 @@ for module in (types, methods):
             classes.append((f"{module.__name__}.{attr}", cls))
 out["built_at_import"] = sum(1 for _, c in classes if c.__pydantic_complete__)
 out["classes"] = len(classes)
+def described(schema_of):
+    try:
+        return schema_of()
+    except Exception as exc:  # a few types hold arbitrary Python objects (files): the error must match too
+        return re.sub(r" at 0x[0-9a-f]+", "", f"{type(exc).__name__}: {exc}")
 for name, cls in classes:
     cls.__pydantic_validator__.title  # what any use does: a deferred model is built here
     if not isinstance(cls.__pydantic_validator__, SchemaValidator):
         out["not_built"].append(name)
         continue
-    try:
-        out["schemas"][name] = cls.model_json_schema()
-    except Exception as exc:  # a few types hold arbitrary Python objects (files): the error must match too
-        out["schemas"][name] = re.sub(r" at 0x[0-9a-f]+", "", f"{type(exc).__name__}: {exc}")
+    out["schemas"][name] = described(cls.model_json_schema)
     returning = getattr(cls, "__returning__", None)
     if returning is not None:
-        try:
-            out["schemas"][name + " -> response"] = Response[returning].model_json_schema()
-        except Exception as exc:
-            out["schemas"][name + " -> response"] = re.sub(r" at 0x[0-9a-f]+", "", f"{type(exc).__name__}: {exc}")
+        out["schemas"][name + " -> response"] = described(lambda: Response[returning].model_json_schema())
 print(json.dumps(out, sort_keys=True, default=str))
 """
 
