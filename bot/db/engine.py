@@ -1,6 +1,8 @@
 """Engine and session factory. SQLite runs in WAL mode with a busy timeout."""
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,23 @@ def _prepare_sqlite_path(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _journal_mode_wal(cursor: Any) -> None:
+    """Switching a database file to WAL needs it to itself, and SQLite may refuse at once ("database is
+    locked", without its busy wait) while another process opens the same new file; so wait here, as long
+    as the busy timeout. Once a file is in WAL mode it stays, and this returns at the first try."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)  # blocks the event loop, only while processes open one new file together
+        pause = min(pause * 2, 0.2)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -32,7 +51,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _journal_mode_wal(cursor)
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
