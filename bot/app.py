@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.engine import create_engine, create_schema, create_session_factory
 from bot.i18n import Translator
+from bot.inline_filters import install as run_filters_in_place
 from bot.middlewares import ContextMiddleware, FloodMiddleware, IsolationMiddleware, UnitOfWorkMiddleware
 from bot.roles import Roles, StaffChat
 from bot.settings import Settings
@@ -94,6 +95,7 @@ def _storage(settings: Settings, session_factory: async_sessionmaker[AsyncSessio
 
 
 async def create_app(settings: Settings, *, bot: Bot | None = None, with_delivery: bool = True) -> App:
+    run_filters_in_place()  # not through the thread pool (bot/inline_filters.py)
     funnel = load_funnel(settings.funnel_file)
     translator = Translator(settings.default_locale)
     engine = create_engine(settings.database_url)
