@@ -40,13 +40,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         _prepare_sqlite_path(url)
         extra: dict[str, Any] = {}
+        connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if make_url(url).get_driver_name() == "aiosqlite":
             from bot.db.sqlite_driver import dbapi
 
-            extra["module"] = dbapi()  # one thread hop per statement (see bot/db/sqlite_driver.py)
-        engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **extra
-        )
+            extra["module"] = dbapi()  # at most one thread hop per statement (see bot/db/sqlite_driver.py)
+            connect_args["check_same_thread"] = False  # its statements in the loop's thread, one at a time
+        engine = create_async_engine(url, echo=echo, connect_args=connect_args, **extra)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]

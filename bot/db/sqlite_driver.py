@@ -8,12 +8,30 @@ in aiosqlite's thread; the adapter then serves `description`, `rowcount`, `lastr
 what that call returned. Transactions, server-side cursors (`stream()`), errors and the busy timeout are
 aiosqlite's, unchanged.
 
+While an update is handled (`in_place()`, set by the unit of work) a statement may run in the event
+loop's own thread, with no hop at all, when it cannot wait for a lock or run long:
+
+* a write that would begin the transaction (pysqlite's implicit BEGIN, then the write lock, which another
+  process may hold for up to the busy timeout) goes to the thread as before; once the transaction holds
+  the lock, its further statements cannot wait for it;
+* a read never waits for a lock in WAL mode; a SELECT that is still running after `READ_BUDGET` virtual
+  machine steps (a report over many rows, not a lookup by key) is interrupted by a progress handler and
+  run again in the thread, which a read can be without effect;
+* COMMIT and ROLLBACK stay in the thread (a commit may checkpoint the WAL, with an fsync).
+
+So an update of the dialogue makes two trips to the thread (its first write and its commit) instead of
+one per statement. Outside an update (the delivery worker, maintenance, migrations) nothing changes.
+The sqlite3 connection is opened with `check_same_thread=False` for this; it is still used by one
+thread at a time, since every statement on it is awaited under the connection's mutex.
+
 Used by `bot.db.engine.create_engine` for `sqlite+aiosqlite` URLs (`create_async_engine(..., module=)`).
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import sqlite3
+from contextvars import ContextVar
 from typing import Any
 
 import aiosqlite
@@ -26,6 +44,48 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 Outcome = tuple[Any, list[Any] | None, int, int | None]
+_in_place: ContextVar[bool] = ContextVar("sqlite_in_place", default=False)
+PROGRESS_EVERY = 1000  # virtual machine steps between two calls of the progress handler
+READ_BUDGET = 20  # calls of it (20,000 steps, a millisecond or so) before a SELECT moves to the thread
+
+
+class in_place(contextlib.AbstractAsyncContextManager[None]):
+    """`async with in_place():` statements of this task may run in the event loop's thread (see above)."""
+
+    async def __aenter__(self) -> None:
+        self._token = _in_place.set(True)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        _in_place.reset(self._token)
+
+
+class _TooLong(Exception):
+    """A SELECT ran past its budget in the event loop's thread."""
+
+
+def _run_in_place(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
+    calls = 0
+
+    def progress() -> int:
+        nonlocal calls
+        calls += 1
+        return int(calls > READ_BUDGET)
+
+    conn.set_progress_handler(progress, PROGRESS_EVERY)
+    try:
+        return _run(conn, operation, parameters, many)
+    except sqlite3.OperationalError:
+        if calls > READ_BUDGET:
+            raise _TooLong from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _may_run_in_place(conn: sqlite3.Connection, operation: str) -> bool:
+    """Cannot wait for a lock (see the module's docstring); a SELECT can also be interrupted and re-run."""
+    head = operation.lstrip()[:6].upper()
+    return head == "SELECT" or (conn.in_transaction and head in ("INSERT", "UPDATE", "DELETE"))
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
@@ -99,9 +159,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _execute_once(self, operation: Any, parameters: Any, many: bool) -> None:
         async with self._adapt_connection._execute_mutex:
             connection: aiosqlite.Connection = self._connection
-            description, rows, rowcount, lastrowid = await connection._execute(
-                _run, connection._conn, operation, parameters, many
-            )
+            conn = connection._conn
+            outcome: Outcome | None = None
+            if _in_place.get() and not many and _may_run_in_place(conn, operation):
+                with contextlib.suppress(_TooLong):
+                    outcome = _run_in_place(conn, operation, parameters, many)
+            if outcome is None:
+                outcome = await connection._execute(_run, conn, operation, parameters, many)
+            description, rows, rowcount, lastrowid = outcome
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
         self._rows = collections.deque(rows or ())
 
@@ -115,6 +180,16 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
+
+    def rollback(self) -> None:
+        # the pool rolls back every connection it takes back, mostly with no transaction open (the
+        # update committed): sqlite3 would do nothing then, after a trip to the thread
+        if self._connection._connection and self._connection._conn.in_transaction:
+            super().rollback()
+
+    def commit(self) -> None:
+        if self._connection._connection and self._connection._conn.in_transaction:
+            super().commit()
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -1,17 +1,21 @@
-"""bot/db/sqlite_driver.py: one thread hop per statement, and the same answers as SQLAlchemy's own aiosqlite
-adapter - rows, rowcount, lastrowid, RETURNING, executemany, streaming, errors, rollbacks."""
+"""bot/db/sqlite_driver.py: one thread hop per statement, none for what may run in the event loop's thread,
+and the same answers as SQLAlchemy's own aiosqlite adapter - rows, rowcount, lastrowid, RETURNING,
+executemany, streaming, errors, rollbacks."""
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.db.engine import create_engine
-from bot.db.sqlite_driver import OneHopCursor
+from bot.db.sqlite_driver import OneHopCursor, in_place
 
 
 async def _script(engine: Any) -> list[Any]:
@@ -48,7 +52,8 @@ async def _script(engine: Any) -> list[Any]:
     return out
 
 
-async def test_the_one_hop_driver_answers_as_the_stock_adapter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placed", [False, True], ids=["thread", "in place"])
+async def test_the_one_hop_driver_answers_as_the_stock_adapter(tmp_path: Path, placed: bool) -> None:
     ours = create_engine(f"sqlite+aiosqlite:///{tmp_path}/ours.db")
     stock = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/stock.db")
     try:
@@ -56,7 +61,11 @@ async def test_the_one_hop_driver_answers_as_the_stock_adapter(tmp_path: Path) -
             raw = await conn.get_raw_connection()
             assert raw.dbapi_connection.cursor().__class__ is OneHopCursor  # really ours
         expected = await _script(stock)
-        assert await _script(ours) == expected
+        if placed:
+            async with in_place():
+                assert await _script(ours) == expected
+        else:
+            assert await _script(ours) == expected
         assert ("update", 4) in expected and ("rolled back", 0) in expected  # the script checks something
     finally:
         await ours.dispose()
@@ -85,4 +94,85 @@ async def test_a_statement_is_one_call_into_the_sqlite_thread(tmp_path: Path, mo
             assert calls == 5  # the stock adapter: cursor, execute, fetchall, close = 20
     finally:
         monkeypatch.undo()
+        await engine.dispose()
+
+
+def _thread_engine(path: Path) -> Any:
+    """An engine whose SQL can ask in which thread it runs: SELECT thread_id()."""
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _thread_id(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection._connection._conn.create_function("thread_id", 0, threading.get_ident)
+
+    return engine
+
+
+async def test_in_an_update_short_statements_run_in_the_loop_thread(tmp_path: Path) -> None:
+    engine = _thread_engine(tmp_path / "place.db")
+    loop_thread = threading.get_ident()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, thread INTEGER)"))
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT thread_id()"))).scalar() != loop_thread  # not in an update
+            await conn.rollback()
+            async with in_place():
+                assert (await conn.execute(text("SELECT thread_id()"))).scalar() == loop_thread
+                # the write that begins the transaction may wait for the lock: in the thread; then in place
+                await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
+                await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
+                await conn.execute(text("UPDATE t SET thread = thread WHERE id = 1"))
+                rows = (await conn.execute(text("SELECT thread FROM t ORDER BY id"))).scalars().all()
+                await conn.commit()
+        assert rows[0] != loop_thread and rows[1] == loop_thread
+    finally:
+        await engine.dispose()
+
+
+async def test_a_long_select_is_interrupted_and_run_again_in_the_thread(tmp_path: Path) -> None:
+    engine = _thread_engine(tmp_path / "long.db")
+    loop_thread = threading.get_ident()
+    count = text("SELECT (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)"
+                 " SELECT count(*) FROM c), thread_id()")
+    try:
+        async with engine.connect() as conn, in_place():
+            rows, thread = (await conn.execute(count)).one()
+            assert (await conn.execute(text("SELECT thread_id()"))).scalar() == loop_thread
+        assert rows == 200_000 and thread != loop_thread
+    finally:
+        await engine.dispose()
+
+
+async def test_a_write_waiting_for_another_writer_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    engine = _thread_engine(path)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)"))
+        other = sqlite3.connect(path, isolation_level=None)  # another process, say, holding the write lock
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        async def write() -> None:
+            async with engine.begin() as conn, in_place():
+                await conn.execute(text("INSERT INTO t (n) VALUES (1)"))
+
+        clock = asyncio.create_task(ticker())
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.5)
+        assert not writing.done() and ticks >= 10  # waiting for the lock, in the thread
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(writing, 10)
+        clock.cancel()
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 1
+    finally:
         await engine.dispose()
