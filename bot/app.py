@@ -1,12 +1,10 @@
 """The one factory that wires the application: settings in, a ready `App` out."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -17,6 +15,7 @@ from aiogram.fsm.storage.memory import DisabledEventIsolation, SimpleEventIsolat
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.engine import create_engine, create_schema, create_session_factory
+from bot.fastjson import json_dumps, json_loads
 from bot.i18n import Translator
 from bot.inline_filters import install as run_filters_in_place
 from bot.middlewares import ContextMiddleware, FloodMiddleware, IsolationMiddleware, UnitOfWorkMiddleware
@@ -50,22 +49,6 @@ class App:
         await self.storage.close()
         await self.bot.session.close()
         await self.engine.dispose()
-
-
-def json_loads(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # valid JSON orjson refuses: a lone UTF-16 surrogate ("\ud800") in a prospect's text; one such
-        # update must not make getUpdates unreadable (it becomes a dead letter, see the unit of work)
-        return json.loads(text)
-
-
-def json_dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # what orjson cannot encode (a lone surrogate, an int beyond 64 bits): as json does
-        return json.dumps(value)
 
 
 def create_bot(settings: Settings) -> Bot:
