@@ -1,0 +1,157 @@
+"""The bot's own CPU per update, without HTTP: the whole dialogue (`load.DIALOGUE`) fed to the real app's
+dispatcher in this process, one update at a time, on SQLite, with the Bot API answered by a stub.
+
+It measures what the bot's code costs (middlewares, handlers, the database, building the replies and
+parsing Telegram's answers) apart from the network and the emulator, in rounds, and prints the fastest
+round and the median: on a shared machine a round that ran undisturbed is the better estimate. Use it to
+compare two versions of the code back to back, or under a profiler:
+
+    python -m tests.bench.inprocess --rounds 20 --prospects 5
+    py-spy record -f raw -o /tmp/spy.txt -- python -m tests.bench.inprocess --rounds 30
+    taskset -c 0 python -m tests.bench.inprocess      # one core, as `make bench` pins the bot
+
+`make bench` stays the measure of record: this leaves out aiohttp, getUpdates and the other process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.base import BaseSession
+from aiogram.enums import ParseMode
+from aiogram.types import Update
+from sqlalchemy import func, select
+
+from bot.db.models import DeadLetter, Lead
+from tests.bench.load import DIALOGUE, fill, make_user, phone_of
+
+TOKEN = "123456:" + "A" * 35
+MESSAGES = {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument", "sendPhoto"}
+
+
+class StubSession(BaseSession):
+    """Answers every Bot API call as Telegram would, through aiogram's own response parsing; keeps the last
+    inline keyboard sent to each chat, for the next button press."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.message_ids = itertools.count(1000)
+        self.keyboards: dict[int, dict[str, Any]] = {}
+        self.calls = 0
+
+    async def close(self) -> None:
+        return None
+
+    async def stream_content(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - no files here
+        raise NotImplementedError
+
+    async def make_request(self, bot: Bot, method: Any, timeout: int | None = None) -> Any:
+        self.calls += 1
+        params: dict[str, Any] = {}
+        for key, value in method.model_dump(warnings=False).items():
+            prepared = self.prepare_value(value, bot=bot, files={})
+            if prepared is not None:
+                params[key] = json.loads(prepared) if isinstance(prepared, str) and prepared[:1] in "{[" else prepared
+        name = method.__api_method__
+        result: Any = True
+        if name == "getMe":
+            result = {"id": 123456, "is_bot": True, "first_name": "Bench", "username": "bench_bot"}
+        elif name in MESSAGES:
+            chat_id = int(params.get("chat_id") or 0)
+            result = {"message_id": params.get("message_id") or next(self.message_ids), "date": int(time.time()),
+                      "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+                      "text": params.get("text", "")}
+            markup = params.get("reply_markup")
+            if isinstance(markup, dict) and "inline_keyboard" in markup:
+                result["reply_markup"] = markup
+                self.keyboards[chat_id] = result
+        elif name == "getChatMember":
+            result = {"status": "member", "user": {"id": params["user_id"], "is_bot": False, "first_name": "M"}}
+        return self.check_response(bot, method, 200, json.dumps({"ok": True, "result": result})).result
+
+
+class Feeder:
+    def __init__(self, app: Any, bot: Bot, stub: StubSession) -> None:
+        self.app, self.bot, self.stub = app, bot, stub
+        self.update_ids = itertools.count(1)
+        self.message_ids = itertools.count(1)
+
+    def _message(self, user: dict[str, Any], **content: Any) -> dict[str, Any]:
+        return {"message_id": next(self.message_ids), "date": int(time.time()),
+                "chat": {"id": user["id"], "type": "private"}, "from": user, **content}
+
+    async def dialogue(self, uid: int) -> None:
+        user = make_user(uid)
+        for action in DIALOGUE:
+            update: dict[str, Any] = {"update_id": next(self.update_ids)}
+            if action.kind == "text":
+                text = fill(action.arg, uid)
+                command = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+                update["message"] = self._message(user, text=text, **({"entities": command} if text[0] == "/" else {}))
+            elif action.kind == "contact":
+                update["message"] = self._message(user, contact={"phone_number": phone_of(uid), "first_name": "B",
+                                                                 "user_id": uid})
+            else:
+                shown = self.stub.keyboards[uid]
+                data = next(button["callback_data"] for row in shown["reply_markup"]["inline_keyboard"]
+                            for button in row if action.arg in button["text"])
+                update["callback_query"] = {"id": str(update["update_id"]), "from": user, "chat_instance": "bench",
+                                            "data": data, "message": shown}
+            await self.app.dp.feed_update(self.bot, Update.model_validate(update, context={"bot": self.bot}))
+
+
+async def measure(rounds: int, prospects: int, warmup: int = 5) -> dict[str, Any]:
+    from bot.app import create_app
+    from bot.settings import Settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(_env_file=None, bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{Path(folder)}/b.db",
+                            staff_chat_id=-100500, manager_ids=[701], admin_ids=[900], digest="off",
+                            telegram_api_url="http://127.0.0.1:9")
+        stub = StubSession()
+        bot = Bot(TOKEN, session=stub, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
+                                                                     link_preview_is_disabled=True))
+        app = await create_app(settings, bot=bot, with_delivery=False)
+        try:
+            await bot.me()
+            feeder, uids = Feeder(app, bot, stub), itertools.count(10_000)
+            for _ in range(warmup):
+                await feeder.dialogue(next(uids))
+            per_update: list[float] = []
+            calls_before = stub.calls
+            for _ in range(rounds):
+                started = time.process_time()
+                for _ in range(prospects):
+                    await feeder.dialogue(next(uids))
+                per_update.append((time.process_time() - started) * 1000 / (prospects * len(DIALOGUE)))
+            async with app.session_factory() as session:  # every dialogue really went through
+                leads = await session.scalar(select(func.count()).select_from(Lead))
+                failed = await session.scalar(select(func.count()).select_from(DeadLetter))
+        finally:
+            await app.close()
+    updates = rounds * prospects * len(DIALOGUE)
+    return {"updates": updates, "leads": leads, "dialogues": warmup + rounds * prospects, "dead_letters": failed,
+            "cpu_ms_per_update_min": round(min(per_update), 3),
+            "cpu_ms_per_update_median": round(statistics.median(per_update), 3),
+            "bot_api_calls_per_update": round((stub.calls - calls_before) / updates, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--prospects", type=int, default=5, help="dialogues per round")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(args.rounds, args.prospects))))
+
+
+if __name__ == "__main__":
+    main()
