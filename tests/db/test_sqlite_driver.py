@@ -136,10 +136,17 @@ async def test_a_long_select_is_interrupted_and_run_again_in_the_thread(tmp_path
     count = text("SELECT (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)"
                  " SELECT count(*) FROM c), thread_id()")
     try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)"))
         async with engine.connect() as conn, in_place():
+            await conn.execute(text("INSERT INTO t (n) VALUES (1)"))
             rows, thread = (await conn.execute(count)).one()
             assert (await conn.execute(text("SELECT thread_id()"))).scalar() == loop_thread
+            await conn.execute(text("INSERT INTO t (n) VALUES (2)"))
+            await conn.commit()
         assert rows == 200_000 and thread != loop_thread
+        async with engine.connect() as conn:  # the interrupted read left the transaction as it was
+            assert (await conn.execute(text("SELECT group_concat(n) FROM t"))).scalar() == "1,2"
     finally:
         await engine.dispose()
 
