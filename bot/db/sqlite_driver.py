@@ -50,10 +50,14 @@ READ_BUDGET = 20  # calls of it (20,000 steps, a millisecond or so) before a SEL
 
 
 class in_place(contextlib.AbstractAsyncContextManager[None]):
-    """`async with in_place():` statements of this task may run in the event loop's thread (see above)."""
+    """`async with in_place():` statements of this task may run in the event loop's thread (see above);
+    `async with in_place(False):` they do not, for work inside an update whose writes may scan a table."""
+
+    def __init__(self, allowed: bool = True) -> None:
+        self.allowed = allowed
 
     async def __aenter__(self) -> None:
-        self._token = _in_place.set(True)
+        self._token = _in_place.set(self.allowed)
 
     async def __aexit__(self, *exc_info: object) -> None:
         _in_place.reset(self._token)

@@ -20,6 +20,7 @@ from bot.db.models import (
     Prospect,
     utcnow,
 )
+from bot.db.sqlite_driver import in_place
 from bot.i18n import Texts
 from bot.outbox import enqueue_card_edit
 from bot.services.leads import add_event
@@ -66,6 +67,13 @@ def describe(data: dict[str, Any], t: Texts) -> str:
 
 async def forget(session: AsyncSession, funnel: Funnel, prospect: Prospect) -> int:
     """Erase the prospect's personal data. Returns how many leads were anonymised."""
+    # its UPDATEs scan the outbox (an OR of two columns) and the FSM keys: SQLite runs them in its own
+    # thread, not the event loop's, even inside an update (bot/db/sqlite_driver.py)
+    async with in_place(False):
+        return await _erase(session, funnel, prospect)
+
+
+async def _erase(session: AsyncSession, funnel: Funnel, prospect: Prospect) -> int:
     now = utcnow()
     leads = (await session.scalars(select(Lead).where(Lead.prospect_id == prospect.id))).all()
     for lead in leads:

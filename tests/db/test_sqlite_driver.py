@@ -124,8 +124,13 @@ async def test_in_an_update_short_statements_run_in_the_loop_thread(tmp_path: Pa
                 await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
                 await conn.execute(text("UPDATE t SET thread = thread WHERE id = 1"))
                 rows = (await conn.execute(text("SELECT thread FROM t ORDER BY id"))).scalars().all()
+                async with in_place(False):  # e.g. /forget, whose writes scan tables
+                    await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
+                    assert (await conn.execute(text("SELECT thread_id()"))).scalar() != loop_thread
+                assert (await conn.execute(text("SELECT thread_id()"))).scalar() == loop_thread
                 await conn.commit()
-        assert rows[0] != loop_thread and rows[1] == loop_thread
+            last = (await conn.execute(text("SELECT thread FROM t ORDER BY id DESC LIMIT 1"))).scalar()
+        assert rows[0] != loop_thread and rows[1] == loop_thread and last != loop_thread
     finally:
         await engine.dispose()
 
