@@ -11,9 +11,9 @@ aiosqlite's, unchanged.
 While an update is handled (`in_place()`, set by the unit of work) a statement may run in the event
 loop's own thread, with no hop at all, when it cannot wait for a lock or run long:
 
-* a write that would begin the transaction (pysqlite's implicit BEGIN, then the write lock, which another
-  process may hold for up to the busy timeout) goes to the thread as before; once the transaction holds
-  the lock, its further statements cannot wait for it;
+* a write that would take the transaction's write lock (its first write: another process may hold that
+  lock for up to the busy timeout) goes to the thread as before; once a write of the transaction has
+  succeeded, it holds the lock, and its further statements cannot wait for it;
 * a read never waits for a lock in WAL mode; a SELECT that is still running after `READ_BUDGET` virtual
   machine steps (a report over many rows, not a lookup by key) is interrupted by a progress handler and
   run again in the thread, which a read can be without effect;
@@ -86,10 +86,15 @@ def _run_in_place(conn: sqlite3.Connection, operation: str, parameters: Any, man
         conn.set_progress_handler(None, 0)
 
 
-def _may_run_in_place(conn: sqlite3.Connection, operation: str) -> bool:
-    """Cannot wait for a lock (see the module's docstring); a SELECT can also be interrupted and re-run."""
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _may_run_in_place(conn: sqlite3.Connection, operation: str, holds_write_lock: bool) -> bool:
+    """Cannot wait for a lock (see the module's docstring); a SELECT can also be interrupted and re-run.
+    A transaction holds the write lock once a write of it succeeded (an open transaction alone may not:
+    a deferred BEGIN or a SAVEPOINT takes no lock)."""
     head = operation.lstrip()[:6].upper()
-    return head == "SELECT" or (conn.in_transaction and head in ("INSERT", "UPDATE", "DELETE"))
+    return head == "SELECT" or (holds_write_lock and conn.in_transaction and head in WRITES)
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
@@ -164,12 +169,15 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         async with self._adapt_connection._execute_mutex:
             connection: aiosqlite.Connection = self._connection
             conn = connection._conn
+            adapt: OneHopConnection = self._adapt_connection
             outcome: Outcome | None = None
-            if _in_place.get() and not many and _may_run_in_place(conn, operation):
+            if _in_place.get() and not many and _may_run_in_place(conn, operation, adapt.holds_write_lock):
                 with contextlib.suppress(_TooLong):
                     outcome = _run_in_place(conn, operation, parameters, many)
             if outcome is None:
                 outcome = await connection._execute(_run, conn, operation, parameters, many)
+                if conn.in_transaction and operation.lstrip()[:6].upper() in WRITES:
+                    adapt.holds_write_lock = True
             description, rows, rowcount, lastrowid = outcome
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
         self._rows = collections.deque(rows or ())
@@ -182,16 +190,22 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("holds_write_lock",)
     _cursor_cls = OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.holds_write_lock = False  # a write of the open transaction succeeded
 
     def rollback(self) -> None:
         # the pool rolls back every connection it takes back, mostly with no transaction open (the
         # update committed): sqlite3 would do nothing then, after a trip to the thread
+        self.holds_write_lock = False
         if self._connection._connection and self._connection._conn.in_transaction:
             super().rollback()
 
     def commit(self) -> None:
+        self.holds_write_lock = False
         if self._connection._connection and self._connection._conn.in_transaction:
             super().commit()
 

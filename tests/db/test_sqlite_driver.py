@@ -130,7 +130,15 @@ async def test_in_an_update_short_statements_run_in_the_loop_thread(tmp_path: Pa
                 assert (await conn.execute(text("SELECT thread_id()"))).scalar() == loop_thread
                 await conn.commit()
             last = (await conn.execute(text("SELECT thread FROM t ORDER BY id DESC LIMIT 1"))).scalar()
+            await conn.rollback()
+            async with in_place():  # a deferred BEGIN opens a transaction but takes no lock: the write still waits
+                await conn.exec_driver_sql("BEGIN")
+                await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
+                await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
+                await conn.commit()
+            begun = (await conn.execute(text("SELECT thread FROM t ORDER BY id DESC LIMIT 2"))).scalars().all()
         assert rows[0] != loop_thread and rows[1] == loop_thread and last != loop_thread
+        assert begun[1] != loop_thread and begun[0] == loop_thread
     finally:
         await engine.dispose()
 
