@@ -1,4 +1,4 @@
-"""aiosqlite with one thread hop per statement instead of three or four.
+"""aiosqlite with at most one thread hop per statement instead of three or four, none for most of an update.
 
 aiosqlite runs SQLite in a thread of its own, and SQLAlchemy's adapter awaits it once to open a cursor,
 once to execute, once to fetch the rows and once to close the cursor: each is a queue put, a thread
