@@ -89,12 +89,11 @@ def _run_in_place(conn: sqlite3.Connection, operation: str, parameters: Any, man
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
-def _may_run_in_place(conn: sqlite3.Connection, operation: str, holds_write_lock: bool) -> bool:
+def _may_run_in_place(head: str, holds_write_lock: bool) -> bool:
     """Cannot wait for a lock (see the module's docstring); a SELECT can also be interrupted and re-run.
     A transaction holds the write lock once a write of it succeeded (an open transaction alone may not:
     a deferred BEGIN or a SAVEPOINT takes no lock)."""
-    head = operation.lstrip()[:6].upper()
-    return head == "SELECT" or (holds_write_lock and conn.in_transaction and head in WRITES)
+    return head == "SELECT" or (holds_write_lock and head in WRITES)
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
@@ -170,13 +169,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             connection: aiosqlite.Connection = self._connection
             conn = connection._conn
             adapt: OneHopConnection = self._adapt_connection
+            head = operation.lstrip()[:6].upper()
             outcome: Outcome | None = None
-            if _in_place.get() and not many and _may_run_in_place(conn, operation, adapt.holds_write_lock):
+            if _in_place.get() and not many and _may_run_in_place(head, adapt.holds_write_lock and conn.in_transaction):
                 with contextlib.suppress(_TooLong):
                     outcome = _run_in_place(conn, operation, parameters, many)
             if outcome is None:
                 outcome = await connection._execute(_run, conn, operation, parameters, many)
-                if conn.in_transaction and operation.lstrip()[:6].upper() in WRITES:
+                if conn.in_transaction and head in WRITES:
                     adapt.holds_write_lock = True
             description, rows, rowcount, lastrowid = outcome
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
