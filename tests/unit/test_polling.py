@@ -54,7 +54,7 @@ async def test_no_getupdates_while_the_semaphore_is_full_until_half_have_finishe
     await asyncio.sleep(0.2)  # ten busy gaps: without back-pressure, ten more calls
     assert len(bot.calls) == 1
 
-    for _ in range(25):  # 30 -> 5 in flight: below the low-water mark (4)? not yet
+    for _ in range(25):  # 30 -> 5 in flight: still above the low-water mark (4)
         dp.release.release()
     await wait_until(lambda: len(dp.handled) == 25)
     await asyncio.sleep(0.05)
