@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import Integer, bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import DialogueRun, Lead, Prospect, utcnow
@@ -13,6 +14,18 @@ from bot.services import leads
 from funnel import Dialogue, Funnel, Step
 
 CONTACT_KINDS = {"name", "phone", "email"}
+
+# How far a run got, written as one UPDATE per step (no row loaded: the ORM's load, change tracking and
+# flush of the run cost more than the rest of a step's statements together)
+_runs = DialogueRun.__table__
+ADVANCE_RUN = update(_runs).where(_runs.c.id == bindparam("run_id")).values(
+    last_step=bindparam("step_key"),
+    max_step_index=case(
+        (_runs.c.max_step_index < bindparam("step_index", type_=Integer), bindparam("step_index", type_=Integer)),
+        else_=_runs.c.max_step_index,
+    ),
+)
+END_RUN = update(_runs).where(_runs.c.id == bindparam("run_id"))  # SET: the values given
 
 
 @dataclass
@@ -40,12 +53,12 @@ class Conversation:
 
 
 async def begin(session: AsyncSession, dialogue: Dialogue, prospect: Prospect, source: str) -> Conversation:
-    run = DialogueRun(prospect_id=prospect.id, source=source)
+    first = dialogue.first_step()
+    last_step, index = _progress(dialogue, first)
+    run = DialogueRun(prospect_id=prospect.id, source=source, last_step=last_step, max_step_index=index)
     session.add(run)
     await session.flush()
-    conv = Conversation(source=source, run_id=run.id)
-    await enter(session, dialogue, conv, dialogue.first_step())
-    return conv
+    return Conversation(step=first.key, source=source, run_id=run.id)
 
 
 def prefilled(funnel: Funnel, prospect: Prospect, lead: Lead | None) -> dict[str, str]:
@@ -61,15 +74,16 @@ def prefilled(funnel: Funnel, prospect: Prospect, lead: Lead | None) -> dict[str
 async def enter(session: AsyncSession, dialogue: Dialogue, conv: Conversation, step: Step | None) -> None:
     """Move the conversation to `step` (None: the summary) and record how far the prospect got."""
     conv.step = step.key if step else None
-    run = await session.get(DialogueRun, conv.run_id) if conv.run_id else None
-    if run is None:
-        return
+    if conv.run_id:
+        last_step, index = _progress(dialogue, step)
+        await session.execute(ADVANCE_RUN, {"run_id": conv.run_id, "step_key": last_step, "step_index": index})
+
+
+def _progress(dialogue: Dialogue, step: Step | None) -> tuple[str, int]:
+    """The run's `last_step` and `max_step_index` on reaching `step` (None: the summary)."""
     if step is None:
-        run.last_step = "summary"
-        run.max_step_index = max(run.max_step_index, len(dialogue.funnel.steps))
-    else:
-        run.last_step = step.key
-        run.max_step_index = max(run.max_step_index, dialogue.progress(step.key))
+        return "summary", len(dialogue.funnel.steps)
+    return step.key, dialogue.progress(step.key)
 
 
 def store(conv: Conversation, prospect: Prospect, step: Step, value: str, *, verified: bool = False) -> None:
@@ -114,9 +128,8 @@ async def decline(session: AsyncSession, prospect: Prospect, conv: Conversation)
     """Declining stores nothing personal: the prospect row keeps only the Telegram id to reply."""
     prospect.username = prospect.first_name = prospect.name = prospect.phone = prospect.email = None
     prospect.consent_at = None
-    run = await session.get(DialogueRun, conv.run_id) if conv.run_id else None
-    if run is not None:
-        run.declined = True
+    if conv.run_id:
+        await session.execute(END_RUN, {"run_id": conv.run_id, "declined": True})
 
 
 async def finish(
@@ -126,9 +139,8 @@ async def finish(
         session, funnel, prospect, conv.answers, source=conv.source, locale=locale,
         dialogue_seconds=max(0.0, time.time() - conv.started), lead_id=conv.lead_id,
     )
-    run = await session.get(DialogueRun, conv.run_id) if conv.run_id else None
-    if run is not None:
-        run.completed_at, run.lead_id = utcnow(), submitted.lead.id
+    if conv.run_id:
+        await session.execute(END_RUN, {"run_id": conv.run_id, "completed_at": utcnow(), "lead_id": submitted.lead.id})
     return submitted
 
 

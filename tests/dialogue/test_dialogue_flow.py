@@ -240,6 +240,11 @@ async def test_back_button_returns_to_the_previous_question_keeping_answers(chat
     assert "A custom project" in buttons(back)
     _, data = await chat.state()
     assert data["step"] == "need" and data["answers"]["need"] == "custom_project"
+    async with chat.running.session() as session:
+        run = await session.scalar(select(DialogueRun))
+    # the drop-off record: where they are now, and the furthest they got (Back does not lower it)
+    assert (run.last_step, run.max_step_index) == ("need", 5)
+    assert run.completed_at is None and run.declined is False
 
 
 async def test_email_can_be_skipped(chat):
@@ -280,6 +285,8 @@ async def test_declining_consent_stores_nothing_personal(chat, running_app):
         prospect = await session.scalar(select(Prospect))
         assert prospect.first_name is None and prospect.username is None and prospect.name is None
         assert await session.scalar(select(func.count()).select_from(Lead)) == 0
+        run = await session.scalar(select(DialogueRun))
+    assert run.declined is True and (run.last_step, run.max_step_index) == ("consent", 0)
     assert await chat.state() == (None, {})
 
 

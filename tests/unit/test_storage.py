@@ -72,3 +72,53 @@ async def test_old_dedupe_keys_are_pruned(tmp_path):
         assert await session.get(ProcessedUpdate, 2) is not None
         assert await session.get(ProcessedUpdate, 1) is None
     await engine.dispose()
+
+
+async def test_a_key_is_read_once_and_written_once_per_update(tmp_path):
+    """aiogram reads and sets the state and data several times an update: one SELECT, and one UPDATE at the
+    commit carrying both."""
+    from sqlalchemy import event
+
+    from bot.db.models import FSMRecord
+
+    engine, storage = await make_storage(tmp_path)
+    factory = create_session_factory(engine)
+    await storage.set_state(KEY, "Flow:name")
+    async with factory() as session:
+        [key] = await storage.all_keys()
+        before = (await session.get(FSMRecord, key)).updated_at
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *args: statements.append(sql.split()[0]))
+    async with factory() as session:
+        token = current_session.set(session)
+        for step in ("phone", "email"):
+            assert await storage.get_state(KEY) in ("Flow:name", "Flow:phone")
+            await storage.update_data(KEY, {"step": step})
+            await storage.set_state(KEY, f"Flow:{step}")
+        assert statements == ["SELECT"]  # nothing written before the commit
+        await session.commit()
+        current_session.reset(token)
+    assert statements == ["SELECT", "UPDATE"]
+    assert await storage.get_state(KEY) == "Flow:email"
+    assert await storage.get_data(KEY) == {"step": "email"}
+    async with factory() as session:
+        assert (await session.get(FSMRecord, key)).updated_at > before
+    await engine.dispose()
+
+
+async def test_a_rolled_back_update_leaves_no_stale_state_in_its_session(tmp_path):
+    engine, storage = await make_storage(tmp_path)
+    factory = create_session_factory(engine)
+    await storage.set_state(KEY, "Flow:name")
+    async with factory() as session:
+        token = current_session.set(session)
+        await storage.set_state(KEY, "Flow:summary")
+        await session.rollback()
+        assert await storage.get_state(KEY) == "Flow:name"  # read again, not the rolled-back value
+        await storage.set_data(KEY, {"a": 1})
+        await session.commit()
+        current_session.reset(token)
+    assert await storage.get_state(KEY) == "Flow:name"
+    assert await storage.get_data(KEY) == {"a": 1}
+    await engine.dispose()
