@@ -36,6 +36,7 @@ class Translator:
             raise ValueError(f"DEFAULT_LOCALE {default_locale!r} has no folder in {path}")
         self.default_locale = default_locale
         self._texts: dict[str, Texts] = {}
+        self._plain: dict[tuple[str, str], str] = {}  # texts without arguments, formatted once
 
     @property
     def locales(self) -> tuple[str, ...]:
@@ -55,6 +56,14 @@ class Translator:
         return self.default_locale
 
     def get(self, key: str, locale: str, /, **kwargs: Any) -> str:
+        if not kwargs:
+            text = self._plain.get((key, locale))
+            if text is None:
+                text = self._plain[(key, locale)] = self._format(key, locale)
+            return text
+        return self._format(key, locale, **kwargs)
+
+    def _format(self, key: str, locale: str, /, **kwargs: Any) -> str:
         try:
             return self.core.get(key, locale if locale in self.core.locales else self.default_locale, **kwargs)
         except KeyNotFoundError:

@@ -414,8 +414,11 @@ class ContextMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
+PROSPECT_BY_TG_ID = select(Prospect).where(Prospect.tg_id == bindparam("tg_id"))  # built once, as above
+
+
 async def load_prospect(session: AsyncSession, user: User) -> Prospect:
-    prospect = await session.scalar(select(Prospect).where(Prospect.tg_id == user.id))
+    prospect = await session.scalar(PROSPECT_BY_TG_ID, {"tg_id": user.id})
     if prospect is None:
         prospect = Prospect(
             tg_id=user.id, chat_id=user.id, username=user.username, first_name=user.first_name,

@@ -20,9 +20,10 @@ from bot.db.models import utcnow
 from bot.i18n import Texts
 from bot.settings import Settings
 from funnel import Funnel
+from handlers.filters import looks_like_command
 
 router = Router(name="admin")
-router.message.filter(F.chat.type == "private")
+router.message.filter(F.chat.type == "private", looks_like_command)  # every handler is a command
 
 
 async def _allowed(message: Message, is_admin: bool, t: Texts) -> bool:

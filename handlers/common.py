@@ -20,9 +20,10 @@ from bot.i18n import LANGUAGE_NAMES, Texts, Translator
 from bot.services import privacy
 from funnel import Funnel
 from handlers.callbacks import ForgetCb, LangCb
+from handlers.filters import looks_like_command
 
 router = Router(name="common")
-router.message.filter(F.chat.type == "private")
+router.message.filter(F.chat.type == "private", looks_like_command)  # every message handler is a command
 router.callback_query.filter(F.message.chat.type == "private")
 
 

@@ -20,7 +20,7 @@ import math
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Integer, String, case, delete, func, insert, literal, select
+from sqlalchemy import Date, Integer, String, bindparam, case, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
@@ -172,14 +172,24 @@ def lost_reason_expr() -> ColumnElement[str]:
     )
 
 
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
 def _upsert_add(session: AsyncSession, table: Any, keys: dict[str, Any], column: str, amount: int) -> Any:
+    """`INSERT ... ON CONFLICT (keys) DO UPDATE SET column = column + amount`, built once per dialect and
+    table (building it was most of the cost of a stage change); returns it with its parameters."""
     name = session.get_bind().dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).values(**keys, **{column: amount})
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_={column: getattr(table.c, column) + amount})
+    stmt = _UPSERTS.get((name, table.name))
+    if stmt is None:
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(table).values({key: bindparam(f"v_{key}") for key in keys} | {
+            column: bindparam("amount", type_=Integer)})
+        stmt = _UPSERTS[(name, table.name)] = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={column: getattr(table.c, column) + bindparam("amount", type_=Integer)})
+    return stmt, {f"v_{key}": value for key, value in keys.items()} | {"amount": amount}
 
 
 # ------------------------------------------------------------------ maintenance
@@ -196,13 +206,13 @@ async def track_stage_change(
         reason = (lead.lost_reason or "") if lead.outcome == "lost" and lead.stage == entered.stage else ""
         keys = {"source": entered.source or lead.source, "stage": entered.stage, "reason": reason}
         for table, key in ((ReachedDaily, day), (ReachedMonthly, day.replace(day=1))):
-            await session.execute(_upsert_add(session, table.__table__, {"day": key, **keys}, "reached", 1))
+            await session.execute(*_upsert_add(session, table.__table__, {"day": key, **keys}, "reached", 1))
     if left is not None and left.left_at is not None and left.reached_at is not None:
         day = (left.lead_created_at or created).astimezone(UTC).date()
         seconds = max(0.0, (left.left_at - left.reached_at).total_seconds())
         keys = {"stage": left.stage, "bucket": bucket_of(seconds)}
         for table, key in ((StayDaily, day), (StayMonthly, day.replace(day=1))):
-            await session.execute(_upsert_add(session, table.__table__, {"day": key, **keys}, "stays", 1))
+            await session.execute(*_upsert_add(session, table.__table__, {"day": key, **keys}, "stays", 1))
 
 
 async def rebuild(session: AsyncSession, first: date | None = None, end: date | None = None) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.analytics.models import track_stage_change
@@ -84,17 +84,17 @@ def rescore(funnel: Funnel, lead: Lead) -> ScoreResult:
     return result
 
 
+# built once: building a statement costs more than running it
+LAST_LEAD = select(Lead).where(Lead.prospect_id == bindparam("prospect_id")).order_by(Lead.id.desc()).limit(1)
+OPEN_LEAD = LAST_LEAD.where(Lead.outcome.is_(None), Lead.anonymized.is_(False))
+
+
 async def open_lead(session: AsyncSession, prospect_id: int) -> Lead | None:
-    return await session.scalar(
-        select(Lead).where(Lead.prospect_id == prospect_id, Lead.outcome.is_(None), Lead.anonymized.is_(False))
-        .order_by(Lead.id.desc()).limit(1)
-    )
+    return await session.scalar(OPEN_LEAD, {"prospect_id": prospect_id})
 
 
 async def last_lead(session: AsyncSession, prospect_id: int) -> Lead | None:
-    return await session.scalar(
-        select(Lead).where(Lead.prospect_id == prospect_id).order_by(Lead.id.desc()).limit(1)
-    )
+    return await session.scalar(LAST_LEAD, {"prospect_id": prospect_id})
 
 
 def _contact_fields(funnel: Funnel, prospect: Prospect, answers: Mapping[str, Any]) -> dict[str, Any]:

@@ -76,3 +76,15 @@ def test_no_user_text_in_python_handlers():
                 if words.search(literal):
                     offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_a_text_without_arguments_is_formatted_once_per_locale(monkeypatch):
+    translator = Translator("en")
+    calls = []
+    real = translator.core.get
+    monkeypatch.setattr(translator.core, "get", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
+    first = [translator.get("admin-only", locale) for locale in ("en", "uk", "en", "uk")]
+    assert first[0] == first[2] != first[1] == first[3]
+    assert calls == [("admin-only", "en"), ("admin-only", "uk")]
+    # with arguments it is formatted every time, with what it is given
+    assert translator.get("flood-slow-down", "en", seconds=5) != translator.get("flood-slow-down", "en", seconds=9)
