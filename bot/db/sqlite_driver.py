@@ -11,16 +11,17 @@ aiosqlite's, unchanged.
 While an update is handled (`in_place()`, set by the unit of work) a statement may run in the event
 loop's own thread, with no hop at all, when it cannot wait for a lock or run long:
 
-* a write that would take the transaction's write lock (its first write: another process may hold that
-  lock for up to the busy timeout) goes to the thread as before; once a write of the transaction has
-  succeeded, it holds the lock, and its further statements cannot wait for it;
+* a write that would take the transaction's write lock (its first write) runs in place with no busy
+  wait: if another connection holds that lock, SQLite refuses at once, before changing anything, and the
+  statement goes to the thread, to wait there for up to the busy timeout as before; once a write of the
+  transaction has succeeded, it holds the lock, and its further statements cannot wait for it;
 * a read never waits for a lock in WAL mode; a SELECT that is still running after `READ_BUDGET` virtual
   machine steps (a report over many rows, not a lookup by key) is interrupted by a progress handler and
   run again in the thread, which a read can be without effect;
 * COMMIT and ROLLBACK stay in the thread (a commit may checkpoint the WAL, with an fsync).
 
-So an update of the dialogue makes two trips to the thread (its first write and its commit) instead of
-one per statement. Outside an update (the delivery worker, maintenance, migrations) nothing changes.
+So an update of the dialogue makes one trip to the thread (its commit) instead of one per statement,
+unless another writer holds the lock. Outside an update (the delivery worker, maintenance, migrations) nothing changes.
 The sqlite3 connection is opened with `check_same_thread=False` for this; it is still used by one
 thread at a time, since every statement on it is awaited under the connection's mutex.
 
@@ -67,6 +68,10 @@ class _TooLong(Exception):
     """A SELECT ran past its budget in the event loop's thread."""
 
 
+class _Busy(Exception):
+    """Another connection holds the write lock: the first write of a transaction must wait, in the thread."""
+
+
 def _run_in_place(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
     calls = 0
 
@@ -84,6 +89,20 @@ def _run_in_place(conn: sqlite3.Connection, operation: str, parameters: Any, man
         raise
     finally:
         conn.set_progress_handler(None, 0)
+
+
+def _take_lock_in_place(conn: sqlite3.Connection, operation: str, parameters: Any, busy_timeout_ms: int) -> Outcome:
+    """The transaction's first write, with no busy wait: SQLITE_BUSY comes before anything is changed (the
+    write lock is taken before the first page is), so the statement can then run again in the thread."""
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        return _run(conn, operation, parameters, False)
+    except sqlite3.OperationalError as error:
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+            raise _Busy from None
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
 
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -171,13 +190,17 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             adapt: OneHopConnection = self._adapt_connection
             head = operation.lstrip()[:6].upper()
             outcome: Outcome | None = None
-            if _in_place.get() and not many and _may_run_in_place(head, adapt.holds_write_lock and conn.in_transaction):
-                with contextlib.suppress(_TooLong):
-                    outcome = _run_in_place(conn, operation, parameters, many)
+            if _in_place.get() and not many:
+                if _may_run_in_place(head, adapt.holds_write_lock and conn.in_transaction):
+                    with contextlib.suppress(_TooLong):
+                        outcome = _run_in_place(conn, operation, parameters, many)
+                elif head in WRITES:
+                    with contextlib.suppress(_Busy):
+                        outcome = _take_lock_in_place(conn, operation, parameters, adapt.busy_timeout_ms(conn))
             if outcome is None:
                 outcome = await connection._execute(_run, conn, operation, parameters, many)
-                if conn.in_transaction and head in WRITES:
-                    adapt.holds_write_lock = True
+            if conn.in_transaction and head in WRITES:
+                adapt.holds_write_lock = True
             description, rows, rowcount, lastrowid = outcome
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
         self._rows = collections.deque(rows or ())
@@ -190,12 +213,19 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("holds_write_lock",)
+    __slots__ = ("_busy_timeout_ms", "holds_write_lock")
     _cursor_cls = OneHopCursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.holds_write_lock = False  # a write of the open transaction succeeded
+        self._busy_timeout_ms: int | None = None
+
+    def busy_timeout_ms(self, conn: sqlite3.Connection) -> int:
+        """The connection's busy timeout, as the engine set it on connecting (read once)."""
+        if self._busy_timeout_ms is None:
+            self._busy_timeout_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        return self._busy_timeout_ms
 
     def rollback(self) -> None:
         # the pool rolls back every connection it takes back, mostly with no transaction open (the

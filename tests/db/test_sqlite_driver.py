@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.db.engine import create_engine
+from bot.db.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine
 from bot.db.sqlite_driver import OneHopCursor, in_place
 
 
@@ -119,7 +119,8 @@ async def test_in_an_update_short_statements_run_in_the_loop_thread(tmp_path: Pa
             await conn.rollback()
             async with in_place():
                 assert (await conn.execute(text("SELECT thread_id()"))).scalar() == loop_thread
-                # the write that begins the transaction may wait for the lock: in the thread; then in place
+                # the write that begins the transaction takes the lock with no busy wait (no one holds it
+                # here), the later ones hold it: all in place
                 await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
                 await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
                 await conn.execute(text("UPDATE t SET thread = thread WHERE id = 1"))
@@ -131,14 +132,17 @@ async def test_in_an_update_short_statements_run_in_the_loop_thread(tmp_path: Pa
                 await conn.commit()
             last = (await conn.execute(text("SELECT thread FROM t ORDER BY id DESC LIMIT 1"))).scalar()
             await conn.rollback()
-            async with in_place():  # a deferred BEGIN opens a transaction but takes no lock: the write still waits
+            async with in_place():  # a deferred BEGIN opens a transaction but takes no lock: the write takes it
                 await conn.exec_driver_sql("BEGIN")
                 await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
                 await conn.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
                 await conn.commit()
             begun = (await conn.execute(text("SELECT thread FROM t ORDER BY id DESC LIMIT 2"))).scalars().all()
-        assert rows[0] != loop_thread and rows[1] == loop_thread and last != loop_thread
-        assert begun[1] != loop_thread and begun[0] == loop_thread
+            # the busy wait is back for whatever comes next on the connection
+            timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        assert rows == [loop_thread, loop_thread] and last != loop_thread
+        assert begun == [loop_thread, loop_thread]
+        assert timeout == SQLITE_BUSY_TIMEOUT_MS
     finally:
         await engine.dispose()
 
@@ -182,7 +186,9 @@ async def test_a_write_waiting_for_another_writer_does_not_block_the_event_loop(
 
         async def write() -> None:
             async with engine.begin() as conn, in_place():
-                await conn.execute(text("INSERT INTO t (n) VALUES (1)"))
+                # refused at once in the loop's thread (the lock is taken), so it waits in aiosqlite's
+                await conn.execute(text("INSERT INTO t (n) VALUES (thread_id())"))
+                await conn.execute(text("INSERT INTO t (n) VALUES (thread_id())"))  # holds it now: in place
 
         clock = asyncio.create_task(ticker())
         writing = asyncio.create_task(write())
@@ -193,6 +199,10 @@ async def test_a_write_waiting_for_another_writer_does_not_block_the_event_loop(
         await asyncio.wait_for(writing, 10)
         clock.cancel()
         async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 1
+            threads = (await conn.execute(text("SELECT n FROM t ORDER BY id"))).scalars().all()
+            timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        loop_thread = threading.get_ident()
+        assert len(threads) == 2 and threads[0] != loop_thread and threads[1] == loop_thread  # written once
+        assert timeout == SQLITE_BUSY_TIMEOUT_MS
     finally:
         await engine.dispose()
