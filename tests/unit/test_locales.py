@@ -78,7 +78,9 @@ def test_no_user_text_in_python_handlers():
     assert offenders == []
 
 
-def test_a_text_without_arguments_is_formatted_once_per_locale(monkeypatch):
+def test_texts_with_no_or_numeric_arguments_are_formatted_once_and_others_every_time(monkeypatch):
+    from bot import i18n
+
     translator = Translator("en")
     calls = []
     real = translator.core.get
@@ -86,5 +88,16 @@ def test_a_text_without_arguments_is_formatted_once_per_locale(monkeypatch):
     first = [translator.get("admin-only", locale) for locale in ("en", "uk", "en", "uk")]
     assert first[0] == first[2] != first[1] == first[3]
     assert calls == [("admin-only", "en"), ("admin-only", "uk")]
-    # with arguments it is formatted every time, with what it is given
-    assert translator.get("flood-slow-down", "en", seconds=5) != translator.get("flood-slow-down", "en", seconds=9)
+    calls.clear()
+    slow = [translator.get("flood-slow-down", "en", seconds=s) for s in (5, 9, 5)]
+    assert slow[0] == slow[2] != slow[1] and "9" in slow[1]
+    assert len(calls) == 2
+    calls.clear()
+    # what a prospect wrote is not kept in memory (after /forget it must be gone)
+    for _ in range(2):
+        assert "Ann" in translator.get("edit-current-answer", "en", answer="Ann")
+    assert len(calls) == 2 and not any("Ann" in repr(k) for k in translator._formatted)
+    monkeypatch.setattr(i18n, "FORMATTED_KEEP", 3)  # bounded: the oldest goes first
+    for s in range(10, 14):
+        translator.get("flood-slow-down", "en", seconds=s)
+    assert len(translator._formatted) == 3 and ("flood-slow-down", "en", ("seconds", 13)) in translator._formatted
