@@ -7,13 +7,13 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import DisabledEventIsolation, SimpleEventIsolation
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.api_session import BotSession
 from bot.db.engine import create_engine, create_schema, create_session_factory
 from bot.fastjson import json_dumps, json_loads
 from bot.i18n import Translator
@@ -53,7 +53,7 @@ class App:
 
 def create_bot(settings: Settings) -> Bot:
     # orjson: decoding the Bot API's answers (getUpdates above all) was 17 % of the bot's CPU with json
-    session = AiohttpSession(
+    session = BotSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_url), json_loads=json_loads, json_dumps=json_dumps
     )
     return Bot(

@@ -41,10 +41,13 @@ from aiogram.types import BufferedInputFile, FSInputFile, InputFile
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from bot.api_session import results_unused
+
 log = logging.getLogger(__name__)
 
 DEFERRED = (SendMessage, EditMessageText, EditMessageReplyMarkup, EditMessageCaption, AnswerCallbackQuery,
             DeleteMessage, SendChatAction, SendPhoto, SendDocument)
+UPLOADS = (SendPhoto, SendDocument)  # the deferred ones that can carry a file
 
 
 class ReplyBuffer(list[TelegramMethod[Any]]):
@@ -59,9 +62,9 @@ def defer(method: TelegramMethod[Any]) -> bool:
     buffer = current_replies.get()
     if buffer is None or not isinstance(method, DEFERRED):
         return False
-    for name in type(method).model_fields:  # a file on disk may be gone by the time we send (temp exports)
+    for name in type(method).model_fields if isinstance(method, UPLOADS) else ():
         value = getattr(method, name, None)
-        if isinstance(value, FSInputFile):
+        if isinstance(value, FSInputFile):  # a file on disk may be gone by the time we send (temp exports)
             path = Path(value.path)
             setattr(method, name, BufferedInputFile(path.read_bytes(), filename=value.filename or path.name))
     buffer.append(method)
@@ -69,7 +72,8 @@ def defer(method: TelegramMethod[Any]) -> bool:
 
 
 def _has_upload(method: TelegramMethod[Any]) -> bool:
-    return any(isinstance(getattr(method, name, None), InputFile) for name in type(method).model_fields)
+    return isinstance(method, UPLOADS) and any(
+        isinstance(getattr(method, name, None), InputFile) for name in type(method).model_fields)
 
 
 def dump(replies: list[TelegramMethod[Any]]) -> list[dict[str, Any]] | None:
@@ -105,10 +109,12 @@ def load(stored: list[dict[str, Any]] | None) -> list[TelegramMethod[Any]]:
 async def send(bot: Bot, replies: list[TelegramMethod[Any]],
                session_factory: async_sessionmaker[Any] | None = None) -> None:
     """Send the committed replies in order. The request middleware retries blips; what still fails is
-    handed to the outbox (messages) or logged (the rest), and the next reply is still sent."""
+    handed to the outbox (messages) or logged (the rest), and the next reply is still sent. Their answers
+    are not parsed (`bot.api_session`)."""
     for method in replies:
         try:
-            await bot(method)
+            with results_unused():
+                await bot(method)
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             log.warning("%s after the commit refused: %s", type(method).__name__, exc.message[:100])
         except (TelegramAPIError, OSError, TimeoutError) as exc:

@@ -26,11 +26,11 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.types import Update
 from sqlalchemy import func, select
 
+from bot.api_session import SkipUnusedResults
 from bot.db.models import DeadLetter, Lead
 from tests.bench.load import DIALOGUE, fill, make_user, phone_of
 
@@ -38,9 +38,10 @@ TOKEN = "123456:" + "A" * 35
 MESSAGES = {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument", "sendPhoto"}
 
 
-class StubSession(BaseSession):
-    """Answers every Bot API call as Telegram would, through aiogram's own response parsing; keeps the last
-    inline keyboard sent to each chat, for the next button press."""
+class StubSession(SkipUnusedResults):
+    """Answers every Bot API call as Telegram would, through the bot's own response handling (aiogram's
+    parsing, skipped for the replies nobody reads, as in `bot.api_session`); keeps the last inline
+    keyboard sent to each chat, for the next button press."""
 
     def __init__(self) -> None:
         super().__init__()
