@@ -46,7 +46,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         _prepare_sqlite_path(url)
         extra: dict[str, Any] = {}
         connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-        if make_url(url).get_driver_name() == "aiosqlite":
+        one_hop = make_url(url).get_driver_name() == "aiosqlite"
+        if one_hop:
             from bot.db.sqlite_driver import dbapi
 
             extra["module"] = dbapi()  # at most one thread hop per statement (see bot/db/sqlite_driver.py)
@@ -60,6 +61,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if one_hop:  # the driver checkpoints the WAL itself, in its thread (bot/db/sqlite_driver.py)
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine

@@ -18,10 +18,14 @@ loop's own thread, with no hop at all, when it cannot wait for a lock or run lon
 * a read never waits for a lock in WAL mode; a SELECT that is still running after `READ_BUDGET` virtual
   machine steps (a report over many rows, not a lookup by key) is interrupted by a progress handler and
   run again in the thread, which a read can be without effect;
-* COMMIT and ROLLBACK stay in the thread (a commit may checkpoint the WAL, with an fsync).
+* COMMIT of a transaction holding the write lock, in WAL mode: it appends to the WAL and needs no lock.
+  SQLite's automatic checkpoint (copying the WAL back into the database, with an fsync, every 1,000
+  pages) would run inside that COMMIT: the engine switches it off (`wal_autocheckpoint=0`) and every
+  `CHECKPOINT_EVERY`-th commit of a connection goes to the thread, followed there by a passive
+  checkpoint. ROLLBACK stays in the thread.
 
-So an update of the dialogue makes one trip to the thread (its commit) instead of one per statement,
-unless another writer holds the lock. Outside an update (the delivery worker, maintenance, migrations) nothing changes.
+So an update of the dialogue makes no trip to the thread at all, unless another writer holds the lock
+or its commit is one that checkpoints. Outside an update (the delivery worker, maintenance, migrations) nothing changes.
 The sqlite3 connection is opened with `check_same_thread=False` for this; it is still used by one
 thread at a time, since every statement on it is awaited under the connection's mutex.
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import sqlite3
 from contextvars import ContextVar
 from typing import Any
@@ -44,10 +49,12 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
+log = logging.getLogger(__name__)
 Outcome = tuple[Any, list[Any] | None, int, int | None]
 _in_place: ContextVar[bool] = ContextVar("sqlite_in_place", default=False)
 PROGRESS_EVERY = 1000  # virtual machine steps between two calls of the progress handler
 READ_BUDGET = 20  # calls of it (20,000 steps, a millisecond or so) before a SELECT moves to the thread
+CHECKPOINT_EVERY = 100  # commits of a connection between two checkpoints of the WAL (about 1,000 pages)
 
 
 class in_place(contextlib.AbstractAsyncContextManager[None]):
@@ -212,14 +219,26 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return None
 
 
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """In aiosqlite's thread: copy what the WAL holds back into the database, as far as readers allow."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_busy_timeout_ms", "holds_write_lock")
+    __slots__ = ("_busy_timeout_ms", "_commits", "_wal", "holds_write_lock")
     _cursor_cls = OneHopCursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.holds_write_lock = False  # a write of the open transaction succeeded
         self._busy_timeout_ms: int | None = None
+        self._wal: bool | None = None
+        self._commits = 0
+
+    def _in_wal_mode(self, conn: sqlite3.Connection) -> bool:
+        if self._wal is None:
+            self._wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+        return self._wal
 
     def busy_timeout_ms(self, conn: sqlite3.Connection) -> int:
         """The connection's busy timeout, as the engine set it on connecting (read once)."""
@@ -235,9 +254,24 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             super().rollback()
 
     def commit(self) -> None:
-        self.holds_write_lock = False
-        if self._connection._connection and self._connection._conn.in_transaction:
-            super().commit()
+        holds_write_lock, self.holds_write_lock = self.holds_write_lock, False
+        if not (self._connection._connection and self._connection._conn.in_transaction):
+            return
+        conn = self._connection._conn
+        self._commits += 1
+        checkpoint = self._commits % CHECKPOINT_EVERY == 0
+        if holds_write_lock and _in_place.get() and not checkpoint and self._in_wal_mode(conn):
+            try:
+                conn.commit()  # see the module's docstring: appends to the WAL, waits for no lock
+            except Exception as error:  # noqa: BLE001 - translated into the DBAPI error, as SQLAlchemy does
+                self._handle_exception(error)
+            return
+        super().commit()
+        if checkpoint:
+            try:
+                await_(self._connection._execute(_checkpoint, conn))
+            except Exception as error:  # noqa: BLE001 - committed all the same; the next one checkpoints
+                log.warning("WAL checkpoint failed: %s", error)
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):

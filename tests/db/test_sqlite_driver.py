@@ -206,3 +206,73 @@ async def test_a_write_waiting_for_another_writer_does_not_block_the_event_loop(
         assert timeout == SQLITE_BUSY_TIMEOUT_MS
     finally:
         await engine.dispose()
+
+
+async def test_an_update_commits_in_place_and_every_nth_commit_checkpoints_in_the_thread(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A COMMIT in WAL mode appends to the WAL: in place. SQLite's own checkpoint (an fsync, inside a
+    COMMIT) is off; the driver's runs in the thread after every CHECKPOINT_EVERY-th commit, so the WAL
+    stays small."""
+    import aiosqlite
+
+    from bot.db import sqlite_driver
+
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 20)
+    path = tmp_path / "wal.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    trips: list[str] = []
+    real = aiosqlite.Connection._execute
+
+    async def recorded(self: Any, fn: Any, *args: Any, **kw: Any) -> Any:
+        trips.append(getattr(fn, "__name__", "?"))
+        return await real(self, fn, *args, **kw)
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, blob BLOB)"))
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", recorded)
+        async with engine.connect() as conn:
+            for n in range(1, 201):  # 200 updates, a few pages each
+                async with in_place():
+                    await conn.execute(text("INSERT INTO t (blob) VALUES (randomblob(6000))"))
+                    await conn.commit()
+                if n == 19:
+                    assert trips == []  # a whole transaction with no trip to the thread
+            await conn.commit()
+        assert trips.count("_checkpoint") == 10 and trips.count("commit") == 10
+        wal_pages = path.with_name("wal.db-wal").stat().st_size / 4096
+        assert wal_pages < 150  # 20 commits' worth, not 200 (about 400 pages: 3 or so each)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 200
+    finally:
+        monkeypatch.undo()
+        await engine.dispose()
+
+
+async def test_without_wal_a_commit_stays_in_the_thread(monkeypatch: Any) -> None:
+    """Outside WAL mode (an in-memory database here) a COMMIT may wait for readers: never in place."""
+    import aiosqlite
+
+    engine = create_engine("sqlite+aiosqlite://")
+    trips: list[str] = []
+    real = aiosqlite.Connection._execute
+
+    async def recorded(self: Any, fn: Any, *args: Any, **kw: Any) -> Any:
+        trips.append(getattr(fn, "__name__", "?"))
+        return await real(self, fn, *args, **kw)
+
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+            await conn.commit()
+            monkeypatch.setattr(aiosqlite.Connection, "_execute", recorded)
+            async with in_place():
+                await conn.execute(text("INSERT INTO t DEFAULT VALUES"))
+                await conn.execute(text("INSERT INTO t DEFAULT VALUES"))
+                await conn.commit()
+        assert trips == ["commit"]
+    finally:
+        monkeypatch.undo()
+        await engine.dispose()
