@@ -3,7 +3,7 @@ row and the drop-off record. Rendering lives in `handlers.dialogue`."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, case, update
@@ -49,7 +49,10 @@ class Conversation:
         return cls(**known)
 
     def to_data(self) -> dict[str, Any]:
-        return asdict(self)
+        # what dataclasses.asdict gives (answers and skipped copied), without its recursive deep copy
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["answers"], data["skipped"] = dict(self.answers), list(self.skipped)
+        return data
 
 
 async def begin(session: AsyncSession, dialogue: Dialogue, prospect: Prospect, source: str) -> Conversation:
