@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 
 from bot.api_session import SkipUnusedResults
 from bot.db.models import DeadLetter, Lead
+from bot.fastjson import json_dumps, json_loads
 from tests.bench.load import DIALOGUE, fill, make_user, phone_of
 
 TOKEN = "123456:" + "A" * 35
@@ -44,7 +45,7 @@ class StubSession(SkipUnusedResults):
     keyboard sent to each chat, for the next button press."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(json_loads=json_loads, json_dumps=json_dumps)  # as the bot's own session
         self.message_ids = itertools.count(1000)
         self.keyboards: dict[int, dict[str, Any]] = {}
         self.calls = 0
@@ -61,7 +62,7 @@ class StubSession(SkipUnusedResults):
         for key, value in method.model_dump(warnings=False).items():
             prepared = self.prepare_value(value, bot=bot, files={})
             if prepared is not None:
-                params[key] = json.loads(prepared) if isinstance(prepared, str) and prepared[:1] in "{[" else prepared
+                params[key] = json_loads(prepared) if isinstance(prepared, str) and prepared[:1] in "{[" else prepared
         name = method.__api_method__
         result: Any = True
         if name == "getMe":
@@ -77,7 +78,7 @@ class StubSession(SkipUnusedResults):
                 self.keyboards[chat_id] = result
         elif name == "getChatMember":
             result = {"status": "member", "user": {"id": params["user_id"], "is_bot": False, "first_name": "M"}}
-        return self.check_response(bot, method, 200, json.dumps({"ok": True, "result": result})).result
+        return self.check_response(bot, method, 200, json_dumps({"ok": True, "result": result})).result
 
 
 class Feeder:
