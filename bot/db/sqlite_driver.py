@@ -25,7 +25,8 @@ loop's own thread, with no hop at all, when it cannot wait for a lock or run lon
   checkpoint. ROLLBACK stays in the thread.
 
 So an update of the dialogue makes no trip to the thread at all, unless another writer holds the lock
-or its commit is one that checkpoints. Outside an update (the delivery worker, maintenance, migrations) nothing changes.
+or its commit is one that checkpoints. Outside an update (the delivery worker, maintenance, migrations)
+every statement and commit goes to the thread, as before.
 The sqlite3 connection is opened with `check_same_thread=False` for this; it is still used by one
 thread at a time, since every statement on it is awaited under the connection's mutex.
 
