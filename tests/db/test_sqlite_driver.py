@@ -208,19 +208,10 @@ async def test_a_write_waiting_for_another_writer_does_not_block_the_event_loop(
         await engine.dispose()
 
 
-async def test_an_update_commits_in_place_and_every_nth_commit_checkpoints_in_the_thread(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    """A COMMIT in WAL mode appends to the WAL: in place. SQLite's own checkpoint (an fsync, inside a
-    COMMIT) is off; the driver's runs in the thread after every CHECKPOINT_EVERY-th commit, so the WAL
-    stays small."""
+def _record_trips(monkeypatch: Any) -> list[str]:
+    """The names of the functions sent into aiosqlite's thread from now on."""
     import aiosqlite
 
-    from bot.db import sqlite_driver
-
-    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 20)
-    path = tmp_path / "wal.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
     trips: list[str] = []
     real = aiosqlite.Connection._execute
 
@@ -228,11 +219,26 @@ async def test_an_update_commits_in_place_and_every_nth_commit_checkpoints_in_th
         trips.append(getattr(fn, "__name__", "?"))
         return await real(self, fn, *args, **kw)
 
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", recorded)
+    return trips
+
+
+async def test_an_update_commits_in_place_and_every_nth_commit_checkpoints_in_the_thread(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A COMMIT in WAL mode appends to the WAL: in place. SQLite's own checkpoint (an fsync, inside a
+    COMMIT) is off; the driver's runs in the thread after every CHECKPOINT_EVERY-th commit, so the WAL
+    stays small."""
+    from bot.db import sqlite_driver
+
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY", 20)
+    path = tmp_path / "wal.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
         async with engine.begin() as conn:
             await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, blob BLOB)"))
             assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", recorded)
+        trips = _record_trips(monkeypatch)
         async with engine.connect() as conn:
             for n in range(1, 201):  # 200 updates, a few pages each
                 async with in_place():
@@ -253,21 +259,12 @@ async def test_an_update_commits_in_place_and_every_nth_commit_checkpoints_in_th
 
 async def test_without_wal_a_commit_stays_in_the_thread(monkeypatch: Any) -> None:
     """Outside WAL mode (an in-memory database here) a COMMIT may wait for readers: never in place."""
-    import aiosqlite
-
     engine = create_engine("sqlite+aiosqlite://")
-    trips: list[str] = []
-    real = aiosqlite.Connection._execute
-
-    async def recorded(self: Any, fn: Any, *args: Any, **kw: Any) -> Any:
-        trips.append(getattr(fn, "__name__", "?"))
-        return await real(self, fn, *args, **kw)
-
     try:
         async with engine.connect() as conn:
             await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
             await conn.commit()
-            monkeypatch.setattr(aiosqlite.Connection, "_execute", recorded)
+            trips = _record_trips(monkeypatch)
             async with in_place():
                 await conn.execute(text("INSERT INTO t DEFAULT VALUES"))
                 await conn.execute(text("INSERT INTO t DEFAULT VALUES"))
