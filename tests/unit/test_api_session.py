@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aiogram import Bot
@@ -46,3 +47,89 @@ async def test_errors_are_raised_as_aiogram_raises_them(bot, status, body, error
         bot.session.check_response(bot, SendMessage(chat_id=5, text="hi"), status, json.dumps(body))
     if error is TelegramRetryAfter:
         assert raised.value.retry_after == 3
+
+
+def _form_params(session: BotSession, bot: Bot, method: Any) -> dict[str, Any]:
+    """What aiogram's form would carry, each value as the Bot API reads it."""
+    from urllib.parse import parse_qsl
+
+    body = session.build_form_data(bot, method)()._value.decode()
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+async def test_a_call_goes_as_json_with_what_the_form_would_carry():
+    from datetime import UTC, datetime, timedelta
+
+    from aiogram.client.default import DefaultBotProperties
+    from aiogram.enums import ParseMode
+    from aiogram.methods import AnswerCallbackQuery, BanChatMember, EditMessageText, SendDocument
+    from aiogram.types import (
+        BufferedInputFile,
+        InlineKeyboardButton,
+        InlineKeyboardMarkup,
+        ReplyKeyboardRemove,
+    )
+
+    session = BotSession()
+    bot = Bot(TOKEN, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
+                                                                  link_preview_is_disabled=True))
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Yes", callback_data="n:yes")]])
+    calls = [
+        SendMessage(chat_id=5, text="<b>Question</b> one of eight", reply_markup=keyboard),
+        SendMessage(chat_id=-100500, text="saved", reply_markup=ReplyKeyboardRemove(), disable_notification=False),
+        EditMessageText(chat_id=5, message_id=9, text="done", reply_markup=None),
+        AnswerCallbackQuery(callback_query_id="q1", text="", show_alert=False),
+        BanChatMember(chat_id=-100500, user_id=7, until_date=datetime(2030, 1, 1, tzinfo=UTC)),
+    ]
+    try:
+        for method in calls:
+            params = session.json_params(bot, method)
+            assert params == _form_params(session, bot, method), type(method).__name__
+        first = session.json_params(bot, calls[0])
+        assert first["parse_mode"] == "HTML" and first["link_preview_options"] == {"is_disabled": True}
+        assert "text" not in session.json_params(bot, calls[3])  # an empty string is left out, as in the form
+        assert session.json_params(bot, BanChatMember(chat_id=1, user_id=2, until_date=timedelta(days=1)))
+        upload = SendDocument(chat_id=5, document=BufferedInputFile(b"a,b", filename="x.csv"))
+        assert session.json_params(bot, upload) is None  # a file: aiogram's multipart form
+    finally:
+        await session.close()
+
+
+async def test_the_request_is_one_json_body_and_a_file_still_goes_as_multipart():
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.methods import SendDocument
+    from aiogram.types import BufferedInputFile
+    from aiohttp import web
+
+    seen: list[tuple[str, str, str]] = []
+
+    async def api(request: web.Request) -> web.Response:
+        seen.append((request.match_info["method"], request.content_type, (await request.read()).decode()[:200]))
+        return web.json_response(json.loads(SENT))
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", api)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    session = BotSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{port}"))
+    bot = Bot(TOKEN, session=session)
+    try:
+        sent = await bot.send_message(5, "hi there")
+        assert isinstance(sent, Message) and sent.message_id == 7  # read as before when someone reads it
+        await bot(SendDocument(chat_id=5, document=BufferedInputFile(b"a,b", filename="x.csv")))
+    finally:
+        await session.close()
+        await runner.cleanup()
+    (name, kind, body), (upload_name, upload_kind, _) = seen
+    assert (name, kind) == ("sendMessage", "application/json")
+    assert json.loads(body) == {"chat_id": 5, "text": "hi there"}
+    assert (upload_name, upload_kind) == ("sendDocument", "multipart/form-data")
