@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from bot.api_session import SkipUnusedResults
 from bot.db.models import DeadLetter, Lead
 from bot.fastjson import json_dumps, json_loads
-from tests.bench.load import DIALOGUE, fill, make_user, phone_of
+from tests.bench.load import DIALOGUE, button_data, contact_of, fill, make_user
 
 TOKEN = "123456:" + "A" * 35
 MESSAGES = {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument", "sendPhoto"}
@@ -100,12 +100,11 @@ class Feeder:
                 command = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
                 update["message"] = self._message(user, text=text, **({"entities": command} if text[0] == "/" else {}))
             elif action.kind == "contact":
-                update["message"] = self._message(user, contact={"phone_number": phone_of(uid), "first_name": "B",
-                                                                 "user_id": uid})
+                update["message"] = self._message(user, contact=contact_of(user))
             else:
                 shown = self.stub.keyboards[uid]
-                data = next(button["callback_data"] for row in shown["reply_markup"]["inline_keyboard"]
-                            for button in row if action.arg in button["text"])
+                data = button_data(shown, action.arg)
+                assert data is not None, f"no button {action.arg!r}"
                 update["callback_query"] = {"id": str(update["update_id"]), "from": user, "chat_instance": "bench",
                                             "data": data, "message": shown}
             await self.app.dp.feed_update(self.bot, Update.model_validate(update, context={"bot": self.bot}))

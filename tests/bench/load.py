@@ -44,6 +44,12 @@ def _buttons(message: JSON) -> list[JSON]:
     return [button for row in markup.get("inline_keyboard") or () for button in row]
 
 
+def button_data(message: JSON, label: str) -> str | None:
+    """The callback data of the message's inline button whose text contains `label`."""
+    return next((str(b["callback_data"]) for b in _buttons(message) if label in str(b.get("text", ""))
+                 and "callback_data" in b), None)
+
+
 def has_button(label: str) -> Predicate:
     def check(message: JSON) -> bool:
         return any(label in str(button.get("text", "")) for button in _buttons(message))
@@ -112,6 +118,11 @@ def make_user(uid: int) -> JSON:
 
 def fill(text: str, uid: int) -> str:
     return text.format(name=f"Bench User {uid}", email=f"bench{uid}@example.com")
+
+
+def contact_of(user: JSON) -> JSON:
+    """The contact a prospect shares: their own, with their phone."""
+    return {"phone_number": phone_of(user["id"]), "first_name": user["first_name"], "user_id": user["id"]}
 
 
 def phone_of(uid: int) -> str:
@@ -248,15 +259,12 @@ class Driver:
         if action.kind == "text":
             return await self._post("/control/message", {"user": user, "text": fill(action.arg, uid)})
         if action.kind == "contact":
-            contact = {"phone_number": phone_of(uid), "first_name": user["first_name"], "user_id": uid}
-            return await self._post("/control/message", {"user": user, "contact": contact})
+            return await self._post("/control/message", {"user": user, "contact": contact_of(user)})
         if action.kind == "press":
-            button = next((b for b in _buttons(previous or {}) if action.arg in str(b.get("text", ""))
-                           and "callback_data" in b), None)
-            if button is not None and previous is not None:
+            data = button_data(previous or {}, action.arg)
+            if data is not None and previous is not None:
                 return await self._post("/control/callback", {
-                    "user": user, "chat_id": uid, "message_id": previous["message_id"],
-                    "data": button["callback_data"]})
+                    "user": user, "chat_id": uid, "message_id": previous["message_id"], "data": data})
             return await self._post("/control/press", {"user": user, "chat_id": uid, "text": action.arg})
         raise ValueError(action.kind)
 
