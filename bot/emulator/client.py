@@ -220,6 +220,12 @@ class EmulatorClient:
     async def block(self, user_id: int, blocked: bool = True) -> None:
         await self._post("/control/block", {"user_id": user_id, "blocked": blocked})
 
+    async def remove_bot(
+        self, chat_id: int, removed: bool = True, by: int | None = None, status: str | None = None
+    ) -> None:
+        """The bot is removed from (``removed=False``: added back to) a group; queues a my_chat_member update."""
+        await self._post("/control/remove_bot", {"chat_id": chat_id, "removed": removed, "by": by, "status": status})
+
     async def migrate(self, chat_id: int, to_chat_id: int) -> JSON:
         return await self._post("/control/migrate", {"chat_id": chat_id, "to_chat_id": to_chat_id})
 

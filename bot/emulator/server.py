@@ -48,6 +48,13 @@ _CHAT_ACTIONS = frozenset({
     "choose_sticker", "find_location", "record_video_note", "upload_video_note",
 })  # fmt: skip
 _MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted", "left", "kicked"})
+_ADMIN_RIGHTS = (
+    "can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members", "can_change_info",
+    "can_invite_users", "can_post_stories", "can_edit_stories", "can_delete_stories", "can_send_welcome_messages",
+    "can_pin_messages",
+)  # fmt: skip
+# Who a group admin acting anonymously is, as Telegram shows it.
+_ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
 # Parameters that arrive as JSON strings in form-encoded / multipart requests.
 _JSON_FIELDS = frozenset({
     "reply_markup", "reply_parameters", "entities", "caption_entities", "allowed_updates", "commands", "scope",
@@ -815,38 +822,26 @@ class Emulator:
         return "administrator" if user_id == self.bot_id else "left"
 
     def _member(self, chat_id: int, user_id: int) -> JSON:
-        status = self._status(chat_id, user_id)
+        return self._chat_member(self._status(chat_id, user_id), self._user_or_stub(user_id))
+
+    def _user_or_stub(self, user_id: int) -> JSON:
         if user_id == self.bot_id:
-            user = self.bot_user
-        else:
-            user = self._users.get(user_id) or {
-                "id": user_id,
-                "is_bot": False,
-                "first_name": f"User {user_id}",
-            }
+            return self.bot_user
+        return self._users.get(user_id) or {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": f"User {user_id}",
+        }
+
+    @staticmethod
+    def _chat_member(status: str, user: JSON) -> JSON:
+        """A ChatMember of ``status`` as the Bot API shows it."""
         member: JSON = {"status": status, "user": user}
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
             member.update(is_anonymous=False, can_be_edited=False, can_promote_members=False)
-            member.update(
-                dict.fromkeys(
-                    [
-                        "can_manage_chat",
-                        "can_delete_messages",
-                        "can_manage_video_chats",
-                        "can_restrict_members",
-                        "can_change_info",
-                        "can_invite_users",
-                        "can_post_stories",
-                        "can_edit_stories",
-                        "can_delete_stories",
-                        "can_send_welcome_messages",
-                        "can_pin_messages",
-                    ],
-                    True,
-                )
-            )
+            member.update(dict.fromkeys(_ADMIN_RIGHTS, True))
         elif status == "kicked":
             member["until_date"] = 0
         elif status == "restricted":
@@ -1782,16 +1777,41 @@ class Emulator:
         if chat is None:
             return
         old, new = ("member", "kicked") if blocked else ("kicked", "member")
+        user = self._users.get(user_id, {"id": user_id, "is_bot": False, "first_name": "User"})
+        self._queue_bot_member_change(chat, user, old, new)
+
+    def remove_bot(
+        self, chat_id: int, removed: bool = True, by: int | None = None, status: str | None = None
+    ) -> None:
+        """The bot is removed from (or added back to) a group by user ``by`` (default: the group's creator,
+        else an anonymous admin); queues a my_chat_member update like Telegram does. ``status``: "kicked"
+        (default) or "left" when removed, "member" (default) or "administrator" when added back."""
+        chat_id = int(chat_id)
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            raise ControlError(404, f"chat {chat_id} not found")
+        if chat["type"] == "private":
+            raise ControlError(400, "a private chat: use block")
+        new = status or ("kicked" if removed else "member")
+        if new not in (("kicked", "left") if removed else ("member", "administrator")):
+            raise ControlError(400, f"bad status {new!r} for removed={removed}")
+        old = self._status(chat_id, self.bot_id)
+        if (old in ("kicked", "left")) == removed:
+            return  # already out (or already in): Telegram sends nothing
+        self._members[chat_id, self.bot_id] = new
+        if by is None:
+            by = next((uid for (cid, uid), s in self._members.items() if cid == chat_id and s == "creator"), None)
+        user = dict(_ANONYMOUS_ADMIN) if by is None else self._user_or_stub(int(by))
+        self._queue_bot_member_change(chat, user, old, new)
+
+    def _queue_bot_member_change(self, chat: JSON, user: JSON, old: str, new: str) -> None:
         change = {
             "chat": chat,
-            "from": self._users.get(user_id, {"id": user_id, "is_bot": False, "first_name": "User"}),
+            "from": user,
             "date": int(time.time()),
-            "old_chat_member": {"status": old, "user": self.bot_user},
-            "new_chat_member": {"status": new, "user": self.bot_user},
+            "old_chat_member": self._chat_member(old, self.bot_user),
+            "new_chat_member": self._chat_member(new, self.bot_user),
         }
-        for member in (change["old_chat_member"], change["new_chat_member"]):
-            if member["status"] == "kicked":
-                member["until_date"] = 0
         self._queue_update({"my_chat_member": change})
 
     def migrate(self, chat_id: int, to_chat_id: int) -> JSON:
@@ -1954,6 +1974,7 @@ class Emulator:
             "users": self.add_user,
             "members": self.set_member,
             "block": self.block,
+            "remove_bot": self.remove_bot,
             "migrate": self.migrate,
             "faults": self.add_faults,
             "limits": self.set_limits,

@@ -382,6 +382,44 @@ async def test_chat_members(emu: Emulator, ctl: EmulatorClient, bot: Bot) -> Non
         await bot.send_message(GROUP, "anyone?")
 
 
+async def test_bot_removed_from_a_group_and_added_back(emu: Emulator, ctl: EmulatorClient, bot: Bot) -> None:
+    await ctl.create_chat(GROUP, title="Staff")
+    await ctl.add_user(BOB)
+    await ctl.set_member(GROUP, BOB["id"], "creator")
+    await bot.send_message(GROUP, "hello")
+
+    await ctl.remove_bot(GROUP, by=BOB["id"])
+    await ctl.remove_bot(GROUP)  # already out: nothing more happens
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
+        await bot.send_message(GROUP, "anyone?")
+    assert (await bot.get_chat_member(GROUP, BOT_ID)).status == "kicked"
+    [removed] = await bot.get_updates()
+    change = removed.my_chat_member
+    assert change is not None and change.chat.id == GROUP and change.from_user.id == BOB["id"]
+    assert (change.old_chat_member.status, change.new_chat_member.status) == ("administrator", "kicked")
+    assert change.new_chat_member.user.id == BOT_ID
+
+    await ctl.remove_bot(GROUP, removed=False, status="administrator")
+    await bot.send_message(GROUP, "back")
+    [back] = await bot.get_updates(offset=removed.update_id + 1)
+    assert back.my_chat_member is not None and back.my_chat_member.from_user.id == BOB["id"]  # the creator
+    assert (back.my_chat_member.old_chat_member.status, back.my_chat_member.new_chat_member.status) == (
+        "kicked", "administrator")
+
+    await ctl.set_member(GROUP, BOB["id"], "left")
+    await ctl.remove_bot(GROUP, status="left")  # no creator left: an anonymous admin did it
+    [left] = await bot.get_updates(offset=back.update_id + 1)
+    assert left.my_chat_member is not None and left.my_chat_member.from_user.username == "GroupAnonymousBot"
+    assert left.my_chat_member.new_chat_member.status == "left"
+    with pytest.raises(TelegramForbiddenError, match="not a member"):
+        await bot.send_message(GROUP, "anyone?")
+    with pytest.raises(EmulatorError) as bad:
+        await ctl.remove_bot(GROUP, removed=False, status="kicked")
+    assert bad.value.status == 400
+    with pytest.raises(EmulatorError):
+        await ctl.remove_bot(42)  # no such chat
+
+
 async def test_webhook_delivery(emu: Emulator, ctl: EmulatorClient, bot: Bot) -> None:
     received: asyncio.Queue[tuple[dict[str, Any], str | None]] = asyncio.Queue()
     attempts: list[int] = []
