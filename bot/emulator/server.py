@@ -1009,7 +1009,14 @@ class Emulator:
         match = _TOKEN_RE.fullmatch(token)
         if match is None:
             raise ApiError(401, "Unauthorized")
-        self.bot_id = int(match[1])
+        bot_id = int(match[1])
+        if bot_id != self.bot_id:
+            # the bot's memberships set before its first call (e.g. removed from a group) carry over
+            for (chat_id, user_id), status in list(self._members.items()):
+                if user_id == self.bot_id:
+                    del self._members[chat_id, user_id]
+                    self._members.setdefault((chat_id, bot_id), status)
+            self.bot_id = bot_id
 
     async def call_api(
         self, method: str, params: dict[str, Any] | None = None, *, token: str | None = None

@@ -420,6 +420,17 @@ async def test_bot_removed_from_a_group_and_added_back(emu: Emulator, ctl: Emula
         await ctl.remove_bot(42)  # no such chat
 
 
+async def test_bot_removed_before_its_first_call(emu: Emulator, ctl: EmulatorClient, bot: Bot) -> None:
+    """The emulator learns the bot's id from its token: a membership set before that carries over."""
+    await ctl.create_chat(GROUP, title="Staff")
+    await ctl.remove_bot(GROUP)
+    assert (await bot.get_chat_member(GROUP, BOT_ID)).status == "kicked"
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked"):
+        await bot.send_message(GROUP, "anyone?")
+    await ctl.remove_bot(GROUP, removed=False)
+    await bot.send_message(GROUP, "back")
+
+
 async def test_webhook_delivery(emu: Emulator, ctl: EmulatorClient, bot: Bot) -> None:
     received: asyncio.Queue[tuple[dict[str, Any], str | None]] = asyncio.Queue()
     attempts: list[int] = []
