@@ -64,22 +64,21 @@ from aiogram.types import (
     ReplyKeyboardRemove,
     ReplyParameters,
 )
-from sqlalchemy import BigInteger, func, literal, or_, select, update
+from sqlalchemy import BigInteger, func, literal, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Lead, OutboxMessage, Prospect
+from bot.db.models import Lead, OutboxMessage
 from bot.logs import mask
 from bot.middlewares import writer_lock
-from bot.outbox import enqueue_card_edit
-from bot.services.leads import add_event, open_lead
+from bot.services import reach
+from bot.services.reach import BLOCKED_ERROR
 
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
 SEND_KINDS = ("send", "document", "photo", "card")  # new messages (count towards a group's minute)
 NO_STAFF_ERROR = "STAFF_CHAT_ID is not set: there is no staff chat to post to"
-BLOCKED_ERROR = "prospect blocked the bot"
 NOT_MODIFIED = "message is not modified"
 CARD_GONE = ("message to edit not found", "message_id_invalid", "message can't be edited")
 ERROR_LIMIT = 1000
@@ -801,7 +800,7 @@ class DeliveryWorker:
         row.kind = "card"
 
     async def _blocked(self, job: _Job, exc: BaseException) -> None:
-        """403 in a private chat: the prospect blocked the bot."""
+        """403 in a private chat: the prospect blocked the bot (`bot.services.reach.prospect_blocked`)."""
         chat = job.chat
         error = f"{BLOCKED_ERROR} ({_error_text(exc)})"[:ERROR_LIMIT]
 
@@ -809,26 +808,8 @@ class DeliveryWorker:
             row = await session.get(OutboxMessage, job.row_id)
             if row is not None:
                 row.status, row.error, row.attempts = DEAD, error, job.attempts + 1
-            others = await session.execute(
-                update(OutboxMessage).where(
-                    OutboxMessage.chat_id == chat, OutboxMessage.status == PENDING,
-                    OutboxMessage.id != job.row_id,
-                ).values(status=DEAD, error=BLOCKED_ERROR).execution_options(synchronize_session=False)
-            )
-            lead_id = None
-            prospect = await session.scalar(
-                select(Prospect).where(or_(Prospect.chat_id == chat, Prospect.tg_id == chat)).limit(1)
-            )
-            if prospect is not None:
-                prospect.unreachable = True
-                lead = await open_lead(session, prospect.id)
-                if lead is not None:
-                    lead_id = lead.id
-                    add_event(session, lead, "unreachable", reason="blocked")
-                    if lead.card_message_id is not None or lead.handed_off_at is not None:
-                        await session.flush()
-                        enqueue_card_edit(session, lead.id)
-            return 1 + (others.rowcount or 0), lead_id
+            blocked = await reach.prospect_blocked(session, chat)
+            return 1 + blocked.dropped, blocked.lead.id if blocked.lead is not None else None
 
         count, lead_id = await self._tx(work)
         self.dead += count
