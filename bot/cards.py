@@ -149,6 +149,8 @@ def event_text(funnel: Funnel, event: LeadEvent, t: Texts, locale: str) -> str:
         return t("card-event-relay-out", text=quote)
     if kind == "unreachable":
         return t("card-event-unreachable")
+    if kind == "reachable":
+        return t("card-event-reachable")
     if kind == "erased":
         return t("card-event-erased")
     return esc(kind)

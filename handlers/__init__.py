@@ -1,13 +1,14 @@
-"""Routers, one per feature. Order matters: commands first, the prospect catch-all last."""
+"""Routers, one per feature. Order matters: commands first, the prospect catch-all last (the bot's own
+membership updates, `my_chat_member`, go to `membership` alone)."""
 from __future__ import annotations
 
 from aiogram import Router
 
 
 def setup_routers() -> Router:
-    from handlers import admin, common, dialogue, menu, staff
+    from handlers import admin, common, dialogue, membership, menu, staff
 
-    routers = [common.router, admin.router, dialogue.router, staff.router, menu.router]
+    routers = [membership.router, common.router, admin.router, dialogue.router, staff.router, menu.router]
     for router in routers:
         # routers are module-level (aiogram's convention); building a second app in the same process
         # (tests, the sandbox's reset) moves them to the new root

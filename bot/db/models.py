@@ -137,7 +137,8 @@ class LeadEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
-    # created, stage, assign, handoff, signal, note, amount, relay_in, relay_out, score, erased
+    # created, stage, assign, handoff, signal, note, amount, relay_in, relay_out, score, erased, unreachable,
+    # reachable
     kind: Mapped[str] = mapped_column(String(16))
     from_stage: Mapped[str | None] = mapped_column(String(32))
     to_stage: Mapped[str | None] = mapped_column(String(32))

@@ -108,6 +108,10 @@ digest-title-weekly = 📅 <b>Weekly digest</b> · { $period }
 digest-body = New leads: <b>{ $leads }</b> · won: { $won } · lost: { $lost }
 digest-more = Details: { $command }
 
+# the bot removed from / added back to the staff group (a private message to every admin)
+admin-staff-chat-removed = ⚠️ The bot was removed from the staff group. New leads wait in the queue until it is added back.
+admin-staff-chat-back = ✅ The bot is back in the staff group. The leads that waited are being posted now.
+
 cmd-start = Start or update your request
 cmd-help = How this bot works
 cmd-manager = Talk to a manager

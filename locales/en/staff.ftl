@@ -53,6 +53,7 @@ card-event-relay-in = wrote: { $text }
 card-event-relay-out = replied: { $text }
 card-event-erased = personal data erased
 card-event-unreachable = ⛔ the prospect blocked the bot
+card-event-reachable = ✅ the prospect unblocked the bot
 
 ## card buttons
 card-btn-take = 🙋 Take

@@ -108,6 +108,10 @@ digest-title-weekly = 📅 <b>Недельная сводка</b> · { $period }
 digest-body = Новых заявок: <b>{ $leads }</b> · успешных: { $won } · потеряно: { $lost }
 digest-more = Подробнее: { $command }
 
+# the bot removed from / added back to the staff group (a private message to every admin)
+admin-staff-chat-removed = ⚠️ Бота удалили из группы менеджеров. Новые заявки ждут в очереди, пока его не добавят снова.
+admin-staff-chat-back = ✅ Бот снова в группе менеджеров. Заявки, которые ждали, публикуются сейчас.
+
 cmd-start = Начать или обновить заявку
 cmd-help = Как работает этот бот
 cmd-manager = Связаться с менеджером

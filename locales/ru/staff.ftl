@@ -53,6 +53,7 @@ card-event-relay-in = написал: { $text }
 card-event-relay-out = ответ клиенту: { $text }
 card-event-erased = персональные данные удалены
 card-event-unreachable = ⛔ клиент заблокировал бота
+card-event-reachable = ✅ клиент разблокировал бота
 
 ## кнопки карточки
 card-btn-take = 🙋 Взять

@@ -108,6 +108,10 @@ digest-title-weekly = 📅 <b>Тижневий підсумок</b> · { $period
 digest-body = Нових заявок: <b>{ $leads }</b> · успішних: { $won } · втрачено: { $lost }
 digest-more = Докладніше: { $command }
 
+# the bot removed from / added back to the staff group (a private message to every admin)
+admin-staff-chat-removed = ⚠️ Бота видалили з групи менеджерів. Нові заявки чекають у черзі, доки його не додадуть знову.
+admin-staff-chat-back = ✅ Бот знову в групі менеджерів. Заявки, що чекали, публікуються зараз.
+
 cmd-start = Почати або оновити заявку
 cmd-help = Як працює цей бот
 cmd-manager = Зв'язатися з менеджером

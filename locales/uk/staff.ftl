@@ -53,6 +53,7 @@ card-event-relay-in = написав: { $text }
 card-event-relay-out = відповідь клієнтові: { $text }
 card-event-erased = персональні дані видалено
 card-event-unreachable = ⛔ клієнт заблокував бота
+card-event-reachable = ✅ клієнт розблокував бота
 
 ## кнопки картки
 card-btn-take = 🙋 Взяти
