@@ -20,8 +20,9 @@ from bot.analytics import queries
 from bot.analytics.models import ensure_summary
 from bot.analytics.periods import parse_period
 from bot.analytics.report import render_digest
-from bot.db.models import OutboxMessage, Prospect, utcnow
+from bot.db.models import OutboxMessage, utcnow
 from bot.outbox import enqueue_send
+from bot.services.reach import admin_locale
 
 log = logging.getLogger(__name__)
 CHECK_EVERY = 300.0  # seconds between checks
@@ -70,7 +71,7 @@ async def run_digest_once(app: Any, now: datetime | None = None) -> int:
         stats = await queries.stats(session, app.funnel, period)
         texts = {}
         for admin in waiting:
-            locale = await _admin_locale(session, app, admin)
+            locale = await admin_locale(session, app.translator, admin)
             texts[admin] = render_digest(stats, app.funnel, app.translator.for_locale(locale), locale, kind, argument)
     for admin, text in texts.items():
         async with app.session_factory() as session:  # one transaction each: a duplicate spoils nothing else
@@ -86,13 +87,6 @@ async def run_digest_once(app: Any, now: datetime | None = None) -> int:
     if queued:
         log.info("%s digest queued for %s admin(s)", kind, queued)
     return queued
-
-
-async def _admin_locale(session: Any, app: Any, admin_id: int) -> str:
-    prospect = await session.scalar(select(Prospect).where(Prospect.tg_id == admin_id))
-    if prospect is None:
-        return app.translator.default_locale
-    return app.translator.resolve(prospect.locale, prospect.tg_language)
 
 
 async def _loop(app: Any) -> None:
