@@ -103,7 +103,8 @@ async def create_app(settings: Settings, *, bot: Bot | None = None, with_deliver
             app.delivery.wake()
 
     dp.update.outer_middleware(IsolationMiddleware(isolation))
-    dp.update.outer_middleware(UnitOfWorkMiddleware(session_factory, translator, after_commit=wake_delivery))
+    dp.update.outer_middleware(UnitOfWorkMiddleware(session_factory, translator, after_commit=wake_delivery,
+                                                    fsm=dp.fsm))
     dp.update.outer_middleware(ContextMiddleware(translator, roles.admin_ids))
     dp.update.outer_middleware(dp.fsm)
     dp.message.outer_middleware(FloodMiddleware(

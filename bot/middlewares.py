@@ -36,6 +36,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import BaseEventIsolation, StorageKey
 from aiogram.methods import (
     AnswerCallbackQuery,
@@ -49,12 +50,23 @@ from aiogram.methods import (
 )
 from aiogram.methods.base import Response
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
-from sqlalchemy import Row, bindparam, insert, literal, null, select, union_all
+from sqlalchemy import (
+    Select,
+    bindparam,
+    exists,
+    false,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db.models import DeadLetter, ProcessedMessage, ProcessedUpdate, Prospect
+from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect
 from bot.db.sqlite_driver import in_place
 from bot.i18n import Translator
 from bot.logs import mask
@@ -62,7 +74,7 @@ from bot.outbox import OUTBOX_QUEUED
 from bot.replies import ReplyBuffer, current_replies, defer, dump
 from bot.replies import load as load_replies
 from bot.replies import send as send_replies
-from bot.storage import current_session
+from bot.storage import SQLAlchemyStorage, current_session, seed
 
 log = logging.getLogger(__name__)
 in_update: ContextVar[bool] = ContextVar("in_update", default=False)  # Bot API calls retried in place
@@ -241,16 +253,48 @@ MARK_UPDATE = insert(ProcessedUpdate.__table__)
 MARK_MESSAGE = insert(ProcessedMessage.__table__)
 
 
+def _first_read(message: bool, fsm: bool) -> Select[Any]:
+    """An update from a prospect's private chat reads, in one statement: its markers (as `SEEN_QUERY`),
+    the prospect's row (None before their first update) and their FSM row (None when there is none; only
+    when the FSM is kept in this database). Three statements before, each with SQLAlchemy's own cost,
+    and a round trip each on PostgreSQL. From one row of nothing, joined to the prospect and the FSM row
+    by their keys, so it returns exactly one row whatever exists."""
+    one = select(literal_column("1").label("one")).subquery("one")
+    update_id = ProcessedUpdate.update_id == bindparam("update_id")
+    seen_message = exists().where(
+        ProcessedMessage.chat_id == bindparam("chat_id"), ProcessedMessage.message_id == bindparam("message_id")
+    ) if message else false()
+    query = select(
+        Prospect,
+        exists().where(update_id).label("seen_update"),
+        select(ProcessedUpdate.replies).where(update_id).scalar_subquery().label("replies"),
+        seen_message.label("seen_message"),
+    ).select_from(one).outerjoin(Prospect, Prospect.tg_id == bindparam("tg_id"))
+    if fsm:
+        table = FSMRecord.__table__
+        query = query.add_columns(table.c.key.label("fsm_key"), table.c.state.label("fsm_state"),
+                                  table.c.data.label("fsm_data"))
+        query = query.outerjoin(table, table.c.key == bindparam("fsm_key"))
+    return query
+
+
+FIRST_READ = {(message, fsm): _first_read(message, fsm) for message in (False, True) for fsm in (False, True)}
+PREFETCHED = "prefetched_prospect"  # handler data: the prospect the first read found (None: a new one)
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
     def __init__(
         self,
         session_factory: async_sessionmaker[AsyncSession],
         translator: Translator,
         after_commit: Callable[[], None] | None = None,
+        fsm: FSMContextMiddleware | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.translator = translator
         self.after_commit = after_commit
+        # the FSM's key of an update, when its rows are in this database: read with the markers
+        self.fsm = fsm if fsm is not None and isinstance(fsm.storage, SQLAlchemyStorage) else None
         # SQLite has one writer at a time and every update writes (its dedupe marker, first thing), so
         # updates queue here in order instead of polling SQLite's busy lock (which starves some of them
         # past the busy timeout under a burst)
@@ -274,11 +318,12 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], replies: ReplyBuffer) -> Any:
         async with self.session_factory() as session, in_place():  # short statements (bot/db/sqlite_driver.py)
-            seen = await self._seen(session, event)
+            seen = await self._seen(session, event, data)
             if seen is not None:
-                if seen.kind == SEEN_UPDATE:
+                kind, stored = seen
+                if kind == SEEN_UPDATE:
                     # committed before; its replies may not have gone out (a crash right after the commit)
-                    replies.extend(load_replies(seen.replies))
+                    replies.extend(load_replies(stored))
                     log.info("update %s already handled, skipped (%d replies again)", event.update_id, len(replies))
                 else:
                     log.info("message of update %s already handled, skipped", event.update_id)
@@ -321,17 +366,40 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             log.info("could not answer unhandled callback query of update %s: %s", update.update_id,
                      type(exc).__name__)
 
-    @staticmethod
-    async def _seen(session: AsyncSession, update: Update) -> Row[Any] | None:
-        """The update's marker (with its replies), or else the marker of its message under another update
-        id (Telegram delivering it again): both primary-key lookups in one statement. An update delivered
-        again has both; the update's comes first, for its replies."""
+    async def _seen(self, session: AsyncSession, update: Update, data: dict[str, Any]) -> tuple[int, Any] | None:
+        """(SEEN_UPDATE, its replies) for the update's marker, else (SEEN_MESSAGE, None) for the marker of its
+        message under another update id (Telegram delivering it again), else None. An update delivered
+        again has both; the update's comes first, for its replies. In a prospect's private chat the same
+        statement reads their row and their FSM row for the middlewares after this one (`FIRST_READ`)."""
         message = update.message
-        if message is None:
-            return (await session.execute(SEEN_UPDATE_QUERY, {"update_id": update.update_id})).first()
-        return (await session.execute(SEEN_QUERY, {
-            "update_id": update.update_id, "chat_id": message.chat.id, "message_id": message.message_id,
-        })).first()
+        user = update_user(update)
+        params: dict[str, Any] = {"update_id": update.update_id}
+        if message is not None:
+            params.update(chat_id=message.chat.id, message_id=message.message_id)
+        if user is None or user.is_bot or update_chat_id(update) != user.id:
+            query = SEEN_QUERY if message is not None else SEEN_UPDATE_QUERY
+            found = (await session.execute(query, params)).first()
+            return (found.kind, found.replies) if found is not None else None
+        params["tg_id"] = user.id
+        fsm_key = self._fsm_key(data)
+        if fsm_key is not None:
+            params["fsm_key"] = fsm_key
+        row = (await session.execute(FIRST_READ[message is not None, fsm_key is not None], params)).one()
+        if row.seen_update:
+            return SEEN_UPDATE, row.replies
+        if row.seen_message:
+            return SEEN_MESSAGE, None
+        data[PREFETCHED] = row[0]
+        if fsm_key is not None:
+            seed(session, fsm_key, (row.fsm_state, row.fsm_data) if row.fsm_key is not None else None)
+        return None
+
+    def _fsm_key(self, data: dict[str, Any]) -> str | None:
+        """The key aiogram's FSM middleware will use for this update (the same resolution)."""
+        if self.fsm is None:
+            return None
+        context = self.fsm.resolve_event_context(data["bot"], data)
+        return self.fsm.storage.key_of(context.key) if context is not None else None  # type: ignore[attr-defined]
 
     @staticmethod
     async def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer) -> None:
@@ -403,7 +471,7 @@ class ContextMiddleware(BaseMiddleware):
         session: AsyncSession | None = data.get("session")
         prospect = None
         if user is not None and session is not None and chat_id == user.id and not user.is_bot:
-            prospect = await load_prospect(session, user)
+            prospect = await load_prospect(session, user, data.pop(PREFETCHED, NOT_READ))
         locale = self.translator.resolve(
             prospect.locale if prospect else None, user.language_code if user else None
         )
@@ -417,8 +485,13 @@ class ContextMiddleware(BaseMiddleware):
 PROSPECT_BY_TG_ID = select(Prospect).where(Prospect.tg_id == bindparam("tg_id"))  # built once, as above
 
 
-async def load_prospect(session: AsyncSession, user: User) -> Prospect:
-    prospect = await session.scalar(PROSPECT_BY_TG_ID, {"tg_id": user.id})
+NOT_READ: Any = object()
+
+
+async def load_prospect(session: AsyncSession, user: User, found: Prospect | None = NOT_READ) -> Prospect:
+    """The user's prospect row, created on their first update; `found` is what the unit of work's first
+    read brought (None: no row yet), else it is read here."""
+    prospect = await session.scalar(PROSPECT_BY_TG_ID, {"tg_id": user.id}) if found is NOT_READ else found
     if prospect is None:
         prospect = Prospect(
             tg_id=user.id, chat_id=user.id, username=user.username, first_name=user.first_name,

@@ -48,6 +48,15 @@ def _cache(session: Session | AsyncSession) -> dict[str, _Row]:
     return session.info.setdefault(FSM_CACHE, {})
 
 
+def seed(session: Session | AsyncSession, key: str, found: tuple[str | None, dict[str, Any] | None] | None) -> None:
+    """The key's row as another statement of this session read it (the unit of work reads it with the
+    update's markers and prospect, `bot.middlewares.FIRST_READ`): kept as if read here. `found` is the
+    row's (state, data), or None when the database has no row."""
+    cache = _cache(session)
+    if key not in cache:
+        cache[key] = _Row(found[0], found[1] or {}, True) if found is not None else _Row(None, {}, False)
+
+
 @event.listens_for(Session, "before_commit")
 def _write_back(session: Session) -> None:
     """What this session's updates set, one statement per key, in the transaction being committed."""
@@ -73,6 +82,9 @@ class SQLAlchemyStorage(BaseStorage):
     ) -> None:
         self.session_factory = session_factory
         self.key_builder = key_builder or DefaultKeyBuilder(with_destiny=True)
+
+    def key_of(self, key: StorageKey) -> str:
+        return self.key_builder.build(key)
 
     @asynccontextmanager
     async def _row(self, key: StorageKey) -> AsyncIterator[_Row]:

@@ -382,3 +382,31 @@ async def test_a_returning_prospect_who_writes_instead_of_choosing_reaches_the_m
     staff = await client.bot_messages(STAFF_CHAT)
     assert any("Can someone call me today?" in m.get("text", "") for m in staff)
     assert await chat.state() == (None, {})
+
+
+async def test_an_answer_reads_what_it_needs_in_one_statement(chat, running_app):
+    """The update's markers, the prospect and their FSM row come from one SELECT (bot.middlewares
+    FIRST_READ); the answer is still stored, and the next question asked."""
+    from sqlalchemy import event
+
+    await to_phone(chat)
+    await chat.share_contact("+380671234567")
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = running_app.app.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        asked = await chat.say("alice@example.com")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert "A custom project" in buttons(asked)
+    _, data = await chat.state()
+    assert data["answers"]["email"] == "alice@example.com" and data["step"] == "need"
+    # (the delivery worker, in the same process, looks at the outbox meanwhile)
+    reads = [s for s in statements if s.startswith("SELECT") and "outbox" not in s]
+    assert len(reads) == 1, reads
+    for table in ("processed_updates", "processed_messages", "prospects", "fsm_states"):
+        assert table in reads[0]
