@@ -23,8 +23,9 @@ Guarantees and their limits
   flood wait is bot-wide) and is not counted as a failure.
 * **Failures.** 5xx, network errors and timeouts are retried with exponential backoff and jitter
   (capped), and the row is dead after ``max_attempts``. 403 in a private chat marks the prospect
-  unreachable and kills the chat's pending rows; a migrated group is followed (the staff chat id is
-  stored); other 400s are dead at once ("message is not modified" is success).
+  unreachable and kills the chat's pending rows; 403 in a group (the bot was removed from the staff
+  chat) is retried until it is added back, never dead; a migrated group is followed (the staff chat id
+  is stored); other 400s are dead at once ("message is not modified" is success).
 * **Short transactions.** No transaction is held open across an HTTP call. Logs carry outbox and lead
   ids, never message texts.
 """
@@ -630,7 +631,8 @@ class DeliveryWorker:
         except TelegramForbiddenError as exc:
             if job.chat > 0:
                 return functools.partial(self._blocked, job, exc)
-            return functools.partial(self._retry, job, exc)  # kicked from a group: resumes when re-added
+            # removed from the staff group: retried (capped backoff) until it is added back, never dead
+            return functools.partial(self._retry, job, exc, give_up=False)
         except TelegramEntityTooLarge as exc:
             return functools.partial(self._dead, job, exc)
         except (TelegramBadRequest, TelegramNotFound) as exc:
@@ -701,11 +703,11 @@ class DeliveryWorker:
         log.debug("outbox %s (lead %s, %s) delivered to chat %s as message %s",
                   job.row_id, job.lead_id, job.kind, job.chat, message_id)
 
-    async def _retry(self, job: _Job, exc: BaseException) -> None:
+    async def _retry(self, job: _Job, exc: BaseException, *, give_up: bool = True) -> None:
         error = _error_text(exc)
         attempts = job.attempts + 1
         delay = self._backoff(attempts)
-        dead = attempts >= self.max_attempts
+        dead = give_up and attempts >= self.max_attempts
 
         async def work(session: AsyncSession) -> None:
             row = await session.get(OutboxMessage, job.row_id)

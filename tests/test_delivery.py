@@ -21,6 +21,7 @@ from bot.delivery import NO_STAFF_ERROR, DeliveryWorker, make_clock
 from bot.emulator.client import EmulatorClient
 from bot.outbox import enqueue_card, enqueue_card_edit, enqueue_document, enqueue_send
 from bot.roles import StaffChat
+from bot.services import reach
 
 TOKEN = "123456:" + "A" * 35
 STAFF = -100500
@@ -331,6 +332,31 @@ async def test_gives_up_after_max_attempts(app, ec, emu):
     row = (await rows(app))[row_id]
     assert row.status == "dead" and row.attempts == 3 and "Internal Server Error" in row.error
     assert worker.dead == 1 and worker.retried == 2
+
+
+async def test_removed_from_the_staff_group_the_rows_wait_until_it_is_back(app, ec, emu):
+    """A 403 in the staff group is retried with backoff however long it lasts, never dead: the admins
+    were told that the leads wait in the queue until the bot is added back."""
+    clock, sleep = make_clock()
+    await ec.remove_bot(STAFF)
+    lead_id = await add_lead(app, card=True)
+    note = await enqueue(app, enqueue_send, None, "staff note")
+    worker = DeliveryWorker(app, **{**FAST, "backoff_base": 1.0}, backoff_cap=60.0, max_attempts=3,
+                            clock=clock, sleep=sleep)
+    assert not await worker.flush(timeout=900)  # a quarter of an hour: still waiting
+    state = await rows(app)
+    card = next(row for row in state.values() if row.kind == "card")
+    assert card.status == "pending" and card.attempts > 3 and "kicked" in card.error
+    assert state[note].status == "pending" and state[note].attempts == 0  # behind the card, FIFO
+    assert worker.dead == 0
+
+    await ec.remove_bot(STAFF, removed=False)
+    async with app.session_factory() as session, session.begin():  # as the membership handler does
+        await reach.staff_chat_back(session, app.translator, [], STAFF)
+    assert await worker.run_once() == 1  # the card is due at once, not at its backed-off retry time
+    assert await worker.flush(timeout=5)
+    assert [card_of(m) for m in await ec.bot_messages(STAFF)] == [lead_id, None]  # the card, then the note
+    assert (await rows(app))[note].status == "sent" and worker.dead == 0
 
 
 async def test_blocked_prospect_becomes_unreachable(app, ec, emu):
