@@ -2,6 +2,7 @@
 questions, summary with Confirm/Edit. Steps and questions come from the funnel file."""
 from __future__ import annotations
 
+import weakref
 from html import escape
 from typing import Any
 
@@ -56,8 +57,25 @@ def _button(text: str, data: Any) -> list[InlineKeyboardButton]:
     return [InlineKeyboardButton(text=text, callback_data=data.pack())]
 
 
-def step_markup(dialogue: Dialogue, step: Step, conv: svc.Conversation, locale: str, t: Texts
-                ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | None
+# A step's keyboard is the same for everyone who sees it in a language, with or without Back, editing or
+# not: built once (a keyboard's buttons, callback data and pydantic models were a twentieth of an answer's
+# CPU). Per dialogue (one per app), so a second app in the process never sees another funnel's keyboards.
+_MARKUPS: weakref.WeakKeyDictionary[Dialogue, dict[tuple[str, str, bool, bool], Markup]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def step_markup(dialogue: Dialogue, step: Step, conv: svc.Conversation, locale: str, t: Texts) -> Markup:
+    back = dialogue.previous_step(step.key, conv.answers) is not None and not conv.editing
+    key = (step.key, locale, back, conv.editing)
+    built = _MARKUPS.setdefault(dialogue, {})
+    if key not in built:
+        built[key] = _step_markup(dialogue, step, back, conv.editing, locale, t)
+    return built[key]
+
+
+def _step_markup(dialogue: Dialogue, step: Step, back: bool, editing: bool, locale: str, t: Texts) -> Markup:
     funnel = dialogue.funnel
     if step.kind == "consent":
         return InlineKeyboardMarkup(inline_keyboard=[
@@ -74,11 +92,11 @@ def step_markup(dialogue: Dialogue, step: Step, conv: svc.Conversation, locale: 
         rows = [_button(funnel.label(o.label, locale), AnswerCb(step=step.key, idx=i))
                 for i, o in enumerate(step.options)]
     nav: list[InlineKeyboardButton] = []
-    if dialogue.previous_step(step.key, conv.answers) is not None and not conv.editing:
+    if back:
         nav.append(InlineKeyboardButton(text=t("nav-back"), callback_data=NavCb(action="back", step=step.key).pack()))
     if step.optional:
         nav.append(InlineKeyboardButton(text=t("nav-skip"), callback_data=NavCb(action="skip", step=step.key).pack()))
-    if conv.editing:
+    if editing:
         nav.append(InlineKeyboardButton(text=t("nav-to-summary"),
                                         callback_data=NavCb(action="summary", step=step.key).pack()))
     if nav:
