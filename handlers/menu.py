@@ -181,7 +181,7 @@ async def catch_all(
     message: Message, session: AsyncSession, prospect: Prospect, translator: Translator, settings: Settings,
     funnel: Funnel, locale: str, t: Texts,
 ) -> None:
-    """After the handoff the prospect talks to the managers through the bot."""
+    """After the handoff the prospect talks to the managers through the bot (told so now and then)."""
     if not message.text and not any(getattr(message, kind, None) is not None for kind in MEDIA_KINDS):
         return  # a service message (e.g. the auto-delete timer changed): nothing to say
     lead = await svc.handed_off_lead(session, prospect)
@@ -193,4 +193,5 @@ async def catch_all(
         return
     staff_t = staff_texts(translator, settings)
     text = describe(message, staff_t)
-    svc.relay_to_staff(session, lead, text, relay_text(lead, prospect, text, staff_t))
+    if await svc.relay_from_prospect(session, lead, text, relay_text(lead, prospect, text, staff_t)):
+        await message.answer(t("menu-relayed"))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Lead, LeadEvent, OutboxMessage, Prospect
+from bot.db.models import Lead, LeadEvent, OutboxMessage, Prospect, utcnow
 from bot.outbox import STAFF, enqueue_card, enqueue_card_edit, enqueue_send
 from bot.services import leads
 from bot.services.leads import SYSTEM, Actor, add_event
@@ -22,6 +23,7 @@ from handlers.callbacks import LeadCb
 
 NOTE_LIMIT = 3500
 RELAY_LIMIT = 3500
+RELAY_ACK_QUIET = timedelta(minutes=10)  # the prospect is told "passed to a manager" again after this long
 AMOUNT_MAX = Decimal("999999999999.99")  # Numeric(14, 2)
 
 
@@ -181,6 +183,10 @@ def set_amount(session: AsyncSession, lead: Lead, actor: Actor, amount: Decimal)
 
 # ---------------------------------------------------------------------------- relays
 
+LAST_RELAY_IN = select(LeadEvent.created_at).where(
+    LeadEvent.lead_id == bindparam("lead_id"), LeadEvent.kind == "relay_in"
+).order_by(LeadEvent.id.desc()).limit(1)
+
 
 @dataclass
 class Relay:
@@ -217,6 +223,16 @@ def relay_to_staff(session: AsyncSession, lead: Lead, text: str, rendered: str) 
     """What the prospect wrote goes into the staff chat as a reply to their card."""
     enqueue_send(session, STAFF, rendered, purpose="relay", lead_id=lead.id, reply_to_card=True)
     add_event(session, lead, "relay_in", actor=SYSTEM, text=text[:RELAY_LIMIT])
+
+
+async def relay_from_prospect(session: AsyncSession, lead: Lead, text: str, rendered: str) -> bool:
+    """What the prospect wrote after the handoff goes to the managers (always). True when the prospect
+    should be told it was passed on: their first message, or the first after `RELAY_ACK_QUIET` without
+    one. Decided from the lead's last relayed message in the database, so a restart or another replica
+    does not repeat it."""
+    last = await session.scalar(LAST_RELAY_IN, {"lead_id": lead.id})
+    relay_to_staff(session, lead, text, rendered)
+    return last is None or utcnow() - last >= RELAY_ACK_QUIET
 
 
 # ---------------------------------------------------------------------------- the prospect's menu
@@ -269,6 +285,6 @@ def repost_card(session: AsyncSession, lead: Lead) -> None:
 
 __all__ = [
     "AmountError", "Press", "Relay", "add_note", "ask_question", "handed_off_lead",
-    "lead_of_message", "manager_leads", "parse_amount", "press", "relay_to_prospect", "relay_to_staff",
-    "repost_card", "request_manager", "set_amount", "signal",
+    "lead_of_message", "manager_leads", "parse_amount", "press", "relay_from_prospect", "relay_to_prospect",
+    "relay_to_staff", "repost_card", "request_manager", "set_amount", "signal",
 ]

@@ -5,6 +5,8 @@ menu-demo-booked = Отлично! Менеджер скоро свяжется 
 menu-ask-question = Напишите ваш вопрос следующим сообщением — менеджер ответит прямо здесь.
 menu-manager-notified = Мы сообщили менеджеру — он скоро напишет вам здесь.
 menu-question-sent = ✅ Ваш вопрос передан менеджеру. Ответ придёт сюда.
+# after the handoff: what the prospect wrote went to their manager (not repeated for every message)
+menu-relayed = ✅ Передано менеджеру. Ответ придёт сюда.
 menu-unknown-command = Я не знаю такой команды. Отправьте /start, чтобы оставить заявку, или /help для справки.
 menu-hint = Чтобы оставить заявку, отправьте /start.
 menu-hint-menu = Ваша заявка уже у нас. Воспользуйтесь меню ниже: задайте вопрос или свяжитесь с менеджером.

@@ -5,6 +5,8 @@ menu-demo-booked = Чудово! Менеджер незабаром зв'яже
 menu-ask-question = Напишіть ваше запитання наступним повідомленням — менеджер відповість прямо тут.
 menu-manager-notified = Ми повідомили менеджера — він незабаром напише вам тут.
 menu-question-sent = ✅ Ваше запитання передано менеджерові. Відповідь надійде сюди.
+# after the handoff: what the prospect wrote went to their manager (not repeated for every message)
+menu-relayed = ✅ Передано менеджерові. Відповідь надійде сюди.
 menu-unknown-command = Я не знаю такої команди. Надішліть /start, щоб залишити заявку, або /help по допомогу.
 menu-hint = Щоб залишити заявку, надішліть /start.
 menu-hint-menu = Ваш запит уже в нас. Скористайтеся меню нижче: поставте запитання або зв'яжіться з менеджером.

@@ -3,16 +3,18 @@ prospect writes after the handoff."""
 from __future__ import annotations
 
 import tomllib
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.db.models import Lead, LeadEvent, OutboxMessage
+from bot.db.models import Lead, LeadEvent, OutboxMessage, utcnow
 from funnel import DEFAULT_FUNNEL_PATH, FILES_DIR, parse_funnel
 from handlers.callbacks import MenuCb
 from handlers.menu import MenuStates, menu_keyboard
-from tests.flow.conftest import BROWSING, person
+from tests.flow.conftest import BROWSING, Feeder, person
 
 ANN = person(6001, "Ann", username="ann")
+RELAYED = "✅ Passed to a manager. The answer will come right here."
 
 
 async def show_menu(app, emulator, user, locale: str = "en") -> int:
@@ -115,6 +117,7 @@ async def test_ask_question_hands_off_and_relays(app, feed, emulator):
     await feed.message(ANN, "one more thing")
     assert len(await staff_relays(feed)) == 2
     assert len(await cards_queued(feed, lead_id)) == 1
+    assert feed.last_bot_text(ANN["id"]).startswith("✅ Your question has been passed")  # told once is enough
 
 
 async def test_question_as_a_photo(app, feed, emulator):
@@ -183,7 +186,63 @@ async def test_after_the_handoff_everything_reaches_the_managers(app, feed):
         "hello <b>there</b>", "📷 [photo] my office", "🎤 [voice message]", "📎 [file]",
     ]
     assert "hello &lt;b&gt;there&lt;/b&gt;" in relays[0].payload["text"]
-    assert feed.bot_messages(ANN["id"]) == []  # a chat, not a form: no echo for every message
+    # the first is acknowledged; a chat, not a form: no echo for every message
+    assert [m["text"] for m in feed.bot_messages(ANN["id"])] == [RELAYED]
+
+
+async def relayed_minutes_ago(feed, lead_id: int, minutes: float) -> None:
+    """Let time pass: the lead's relayed messages were written `minutes` ago."""
+    async with feed.session() as session:
+        for event in (await session.scalars(select(LeadEvent).where(
+                LeadEvent.lead_id == lead_id, LeadEvent.kind == "relay_in"))).all():
+            event.created_at = utcnow() - timedelta(minutes=minutes)
+        await session.commit()
+
+
+def acknowledgements(feed, user=ANN) -> int:
+    return sum(m.get("text") == RELAYED for m in feed.bot_messages(user["id"]))
+
+
+async def test_the_acknowledgement_comes_again_only_after_a_quiet_while(app, feed):
+    lead_id = await feed.make_lead(ANN)
+    await feed.message(ANN, "first")
+    assert acknowledgements(feed) == 1
+    await relayed_minutes_ago(feed, lead_id, 9)
+    await feed.message(ANN, "nine minutes later")
+    assert acknowledgements(feed) == 1
+    await relayed_minutes_ago(feed, lead_id, 10)
+    await feed.message(ANN, "after ten quiet minutes")
+    assert acknowledgements(feed) == 2
+    await feed.message(ANN, "and right after")
+    assert acknowledgements(feed) == 2
+    # nothing is lost: every message reached the managers
+    assert [e.text for e in await events(feed, lead_id, "relay_in")] == [
+        "first", "nine minutes later", "after ten quiet minutes", "and right after"]
+    assert len(await staff_relays(feed)) == 4
+
+
+async def test_the_acknowledgement_is_decided_from_the_database(app, feed, emulator, flow_settings):
+    """A restarted bot (or another replica) does not acknowledge again: the rule reads the lead's events."""
+    from bot.app import create_app
+
+    await feed.make_lead(ANN)
+    await feed.message(ANN, "before the restart")
+    restarted = await create_app(flow_settings, with_delivery=False)
+    try:
+        again = Feeder(restarted, emulator)
+        again.offset = feed.offset
+        await again.message(ANN, "after the restart")
+        assert acknowledgements(feed) == 1
+        assert len(await again.rows(OutboxMessage, OutboxMessage.purpose == "relay")) == 2
+    finally:
+        await restarted.close()
+
+
+async def test_the_acknowledgement_is_in_the_prospects_language(app, feed):
+    olga = person(6003, "Оля", "uk")
+    await feed.make_lead(olga, locale="uk")
+    await feed.message(olga, "коли зателефонуєте?")
+    assert feed.last_bot_text(olga["id"]) == "✅ Передано менеджерові. Відповідь надійде сюди."
 
 
 async def test_before_the_handoff_a_hint(app, feed):
