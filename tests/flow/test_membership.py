@@ -252,3 +252,17 @@ async def test_another_group_is_not_the_staff_group(app, feed, emulator):
 
 async def test_my_chat_member_is_asked_for(app):
     assert "my_chat_member" in app.dp.resolve_used_update_types()
+
+
+async def test_the_unblock_service_clears_the_flag_itself(app, feed, emulator):
+    """The context middleware clears it too when the update arrives; the service must not rely on that."""
+    from bot.services import reach
+
+    await lead_with_card(feed, emulator)
+    async with feed.session() as session:
+        prospect = await session.scalar(select(Prospect).where(Prospect.tg_id == ANN["id"]))
+        await reach.prospect_blocked(session, ANN["id"], prospect=prospect)
+        assert prospect.unreachable is True
+        lead = await reach.prospect_unblocked(session, prospect)
+        assert prospect.unreachable is False and lead is not None
+        await session.commit()

@@ -238,6 +238,20 @@ async def test_the_acknowledgement_is_decided_from_the_database(app, feed, emula
         await restarted.close()
 
 
+async def test_a_relay_by_another_replica_counts(app, feed):
+    from bot.services.leads import add_event
+
+    lead_id = await feed.make_lead(ANN)
+    async with feed.session() as session:
+        lead = await session.get(Lead, lead_id)
+        add_event(session, lead, "relay_in", text="written through the other replica",
+                  at=utcnow() - timedelta(minutes=1))
+        await session.commit()
+    await feed.message(ANN, "and now through this one")
+    assert acknowledgements(feed) == 0
+    assert len(await staff_relays(feed)) == 1
+
+
 async def test_the_acknowledgement_is_in_the_prospects_language(app, feed):
     olga = person(6003, "Оля", "uk")
     await feed.make_lead(olga, locale="uk")
