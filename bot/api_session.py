@@ -13,6 +13,9 @@ message, its chat, its keyboard). The direct replies of an update are sent after
 `results_unused()` is active, a successful answer is checked for `"ok": true` and its result left as
 JSON (the call returns None); an error still goes through aiogram's own parsing, so every exception
 (flood waits with `retry_after`, forbidden, bad request...) is raised as before.
+
+Those replies are also kept on the update's dedupe marker, as JSON, before they are sent
+(`bot.replies.dump`): the parameters built for the marker are the ones sent (`prepared`), not built twice.
 """
 from __future__ import annotations
 
@@ -36,6 +39,20 @@ _results_unused: ContextVar[bool] = ContextVar("results_unused", default=False)
 _OK: Response[Any] = Response[Any].model_construct(ok=True, result=None)
 
 
+_prepared: ContextVar[tuple[TelegramMethod[Any], dict[str, Any]] | None] = ContextVar("prepared_params", default=None)
+
+
+@contextlib.contextmanager
+def prepared(method: TelegramMethod[Any], params: dict[str, Any] | None) -> Iterator[None]:
+    """`method` goes with these JSON parameters, already built (`JsonParams.json_params`) by whoever
+    also stored them (`bot.replies.dump`): built once, not twice."""
+    token = _prepared.set((method, params) if params is not None else None)
+    try:
+        yield
+    finally:
+        _prepared.reset(token)
+
+
 @contextlib.contextmanager
 def results_unused() -> Iterator[None]:
     token = _results_unused.set(True)
@@ -54,9 +71,7 @@ class SkipUnusedResults(BaseSession):
         return super().check_response(bot, method, status_code, content)
 
 
-class BotSession(SkipUnusedResults, AiohttpSession):
-    """What `bot.app.create_bot` uses."""
-
+class JsonParams(BaseSession):
     def json_params(self, bot: Bot, method: TelegramMethod[Any]) -> dict[str, Any] | None:
         """The call's parameters as one JSON object, as `build_form_data` would send them; None when the
         call carries a file (multipart, then)."""
@@ -73,8 +88,17 @@ class BotSession(SkipUnusedResults, AiohttpSession):
                 params[key] = prepared
         return None if files else params
 
+    def request_params(self, bot: Bot, method: TelegramMethod[Any]) -> dict[str, Any] | None:
+        """The call's JSON parameters: the ones `prepared` gave for it, else built now."""
+        known = _prepared.get()
+        return known[1] if known is not None and known[0] is method else self.json_params(bot, method)
+
+
+class BotSession(SkipUnusedResults, JsonParams, AiohttpSession):
+    """What `bot.app.create_bot` uses."""
+
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
-        params = self.json_params(bot, method)
+        params = self.request_params(bot, method)
         if params is None:
             return await super().make_request(bot, method, timeout)
         session = await self.create_session()

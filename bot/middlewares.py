@@ -334,7 +334,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             failure: Exception | None = None
             try:
                 result = await handler(event, data)
-                await self._mark_handled(session, event, replies)
+                await self._mark_handled(session, event, replies, data["bot"])
                 await session.commit()
             except Exception as exc:  # a poison update must not stop the bot
                 with contextlib.suppress(Exception):
@@ -402,9 +402,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         return self.fsm.storage.key_of(context.key) if context is not None else None  # type: ignore[attr-defined]
 
     @staticmethod
-    async def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer) -> None:
+    async def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer, bot: Bot) -> None:
         """The dedupe markers, in the update's transaction (one INSERT each, the replies with the first)."""
-        stored = dump(replies)
+        stored = dump(replies, bot)
         await session.execute(MARK_UPDATE, {
             "update_id": update.update_id, "replies": stored, "chat_id": update_chat_id(update) if stored else None,
         })

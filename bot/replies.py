@@ -41,7 +41,7 @@ from aiogram.types import BufferedInputFile, FSInputFile, InputFile
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.api_session import results_unused
+from bot.api_session import prepared, results_unused
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,16 @@ UPLOADS = (SendPhoto, SendDocument)  # the deferred ones that can carry a file
 
 
 class ReplyBuffer(list[TelegramMethod[Any]]):
-    """The replies of the update being handled, in the order the handler made them."""
+    """The replies of the update being handled, in the order the handler made them; `params`: the JSON
+    parameters `dump` built for them (by the method's id), which `send` sends as they are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: dict[int, dict[str, Any]] = {}
+
+    def clear(self) -> None:
+        super().clear()
+        self.params.clear()
 
 
 current_replies: ContextVar[ReplyBuffer | None] = ContextVar("current_replies", default=None)
@@ -76,15 +85,23 @@ def _has_upload(method: TelegramMethod[Any]) -> bool:
         isinstance(getattr(method, name, None), InputFile) for name in type(method).model_fields)
 
 
-def dump(replies: list[TelegramMethod[Any]]) -> list[dict[str, Any]] | None:
+def dump(replies: list[TelegramMethod[Any]], bot: Bot | None = None) -> list[dict[str, Any]] | None:
     """The replies as JSON for the update's marker (uploads are not kept: they are generated files that
-    the admin can ask for again). Fields left to the bot's defaults stay out, so they are filled again."""
+    the admin can ask for again). With the bot's JSON session, each is kept as the parameters it will be
+    sent with (the bot's defaults filled in), and those are what `send` sends: built once. Otherwise the
+    fields left to the bot's defaults stay out, so they are filled again."""
+    json_params = getattr(bot.session, "json_params", None) if bot is not None else None
+    params = replies.params if isinstance(replies, ReplyBuffer) else {}
     kept = []
     for method in replies:
         if _has_upload(method):
             continue
-        args = _without_defaults(method.model_dump(mode="python", exclude_none=True))
-        kept.append({"method": type(method).__name__, "args": to_jsonable_python(args)})
+        args = json_params(bot, method) if json_params is not None else None
+        if args is not None:
+            params[id(method)] = args
+        else:
+            args = to_jsonable_python(_without_defaults(method.model_dump(mode="python", exclude_none=True)))
+        kept.append({"method": type(method).__name__, "args": args})
     return kept or None
 
 
@@ -111,9 +128,10 @@ async def send(bot: Bot, replies: list[TelegramMethod[Any]],
     """Send the committed replies in order. The request middleware retries blips; what still fails is
     handed to the outbox (messages) or logged (the rest), and the next reply is still sent. Their answers
     are not parsed (`bot.api_session`)."""
+    params = replies.params if isinstance(replies, ReplyBuffer) else {}
     for method in replies:
         try:
-            with results_unused():
+            with results_unused(), prepared(method, params.get(id(method))):
                 await bot(method)
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             log.warning("%s after the commit refused: %s", type(method).__name__, exc.message[:100])

@@ -30,7 +30,7 @@ from aiogram.enums import ParseMode
 from aiogram.types import Update
 from sqlalchemy import func, select
 
-from bot.api_session import SkipUnusedResults
+from bot.api_session import JsonParams, SkipUnusedResults
 from bot.db.models import DeadLetter, Lead
 from bot.fastjson import json_dumps, json_loads
 from tests.bench.load import DIALOGUE, button_data, contact_of, fill, make_user
@@ -39,7 +39,7 @@ TOKEN = "123456:" + "A" * 35
 MESSAGES = {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument", "sendPhoto"}
 
 
-class StubSession(SkipUnusedResults):
+class StubSession(SkipUnusedResults, JsonParams):
     """Answers every Bot API call as Telegram would, through the bot's own response handling (aiogram's
     parsing, skipped for the replies nobody reads, as in `bot.api_session`); keeps the last inline
     keyboard sent to each chat, for the next button press."""
@@ -58,11 +58,15 @@ class StubSession(SkipUnusedResults):
 
     async def make_request(self, bot: Bot, method: Any, timeout: int | None = None) -> Any:
         self.calls += 1
-        params: dict[str, Any] = {}
-        for key, value in method.model_dump(warnings=False).items():
-            prepared = self.prepare_value(value, bot=bot, files={})
-            if prepared is not None:
-                params[key] = json_loads(prepared) if isinstance(prepared, str) and prepared[:1] in "{[" else prepared
+        params = self.request_params(bot, method)  # as the bot's session builds them, and encodes them
+        if params is not None:
+            self.json_dumps(params)
+        else:  # a file: multipart, as aiogram's form
+            params = {}
+            for key, value in method.model_dump(warnings=False).items():
+                prepared = self.prepare_value(value, bot=bot, files={})
+                if prepared is not None:
+                    params[key] = json_loads(prepared) if isinstance(prepared, str) and prepared[:1] in "{[" else prepared
         name = method.__api_method__
         result: Any = True
         if name == "getMe":

@@ -133,3 +133,38 @@ async def test_the_request_is_one_json_body_and_a_file_still_goes_as_multipart()
     assert (name, kind) == ("sendMessage", "application/json")
     assert json.loads(body) == {"chat_id": 5, "text": "hi there"}
     assert (upload_name, upload_kind) == ("sendDocument", "multipart/form-data")
+
+
+async def test_a_reply_is_sent_with_the_parameters_kept_on_its_marker(monkeypatch):
+    """bot.replies.dump builds each reply's JSON parameters once, for the update's marker (the bot's
+    defaults filled in), and send posts those very parameters; a replay from the marker sends the same."""
+    from aiogram.client.default import DefaultBotProperties
+    from aiogram.methods import AnswerCallbackQuery
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from bot.replies import ReplyBuffer, dump, load, send
+
+    session = BotSession()
+    bot = Bot(TOKEN, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    posted: list[dict[str, Any]] = []
+
+    async def post(_session: Any, bot: Bot, method: Any, timeout: Any = None) -> Any:
+        posted.append(session.request_params(bot, method))
+        return True
+
+    replies = ReplyBuffer()
+    markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="Yes", callback_data="y")]])
+    replies.extend([AnswerCallbackQuery(callback_query_id="q1"),
+                    SendMessage(chat_id=5, text="<b>hi</b>", reply_markup=markup)])
+    stored = dump(replies, bot)
+    assert stored is not None
+    assert stored[1]["args"] == {"chat_id": 5, "text": "<b>hi</b>", "parse_mode": "HTML",
+                                 "reply_markup": {"inline_keyboard": [[{"text": "Yes", "callback_data": "y"}]]}}
+    built = []
+    monkeypatch.setattr(BotSession, "make_request", post)
+    monkeypatch.setattr(BotSession, "json_params", lambda self, *a: built.append(a) or {"built": "again"})
+    await send(bot, replies)
+    assert posted == [item["args"] for item in stored] and built == []  # as kept, not built again
+    await send(bot, load(json.loads(json.dumps(stored))))  # after a crash: rebuilt from the marker
+    assert len(built) == 2
+    await session.close()
