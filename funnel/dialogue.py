@@ -36,16 +36,32 @@ def option_for(step: Step, key: str | None) -> Option | None:
     return step.option(key)
 
 
+VISIBILITY_KEPT = 1024  # show_if on typed answers could make the combinations endless
+
+
 class Dialogue:
     """Navigation through the funnel's steps, honouring ``show_if`` conditions."""
 
     def __init__(self, funnel: Funnel) -> None:
         self.funnel = funnel
         self._index = {step.key: i for i, step in enumerate(funnel.steps)}
+        # which steps are visible depends only on the answers to the steps some show_if names: decided
+        # once per combination of those (an answer asks it four times), up to VISIBILITY_KEPT of them
+        self._parents = tuple(sorted({parent for step in funnel.steps for parent in step.show_if}))
+        self._visible: dict[tuple[str | None, ...], frozenset[str]] = {}
 
     # ------------------------------------------------------------------ visibility
 
-    def _visible_keys(self, answers: Mapping[str, str]) -> set[str]:
+    def _visible_keys(self, answers: Mapping[str, str]) -> frozenset[str]:
+        key = tuple(answers.get(parent) for parent in self._parents)
+        visible = self._visible.get(key)
+        if visible is None:
+            visible = self._decide_visible(answers)
+            if len(self._visible) < VISIBILITY_KEPT:
+                self._visible[key] = visible
+        return visible
+
+    def _decide_visible(self, answers: Mapping[str, str]) -> frozenset[str]:
         # show_if only references earlier steps, so one forward pass decides everything.
         # A step whose parent is hidden is hidden too (its parent's answer is stale).
         visible: set[str] = set()
@@ -55,7 +71,7 @@ class Dialogue:
                 for parent, allowed in step.show_if.items()
             ):
                 visible.add(step.key)
-        return visible
+        return frozenset(visible)
 
     def is_visible(self, step_key: str, answers: Mapping[str, str]) -> bool:
         self._position(step_key)

@@ -193,3 +193,22 @@ def test_b2b_file_has_no_show_if_and_walks_all_steps() -> None:
     f = shipped("b2b")
     d = Dialogue(f)
     assert walk(d, {}) == [s.key for s in f.steps]
+
+
+def test_visibility_is_decided_once_per_combination_of_show_if_answers(dialogue: Dialogue, monkeypatch) -> None:
+    from funnel import dialogue as module
+
+    decided: list[dict[str, str]] = []
+    real = Dialogue._decide_visible
+    monkeypatch.setattr(Dialogue, "_decide_visible", lambda self, answers: decided.append(answers) or real(self, answers))
+    fresh = Dialogue(dialogue.funnel)
+    for _ in range(3):
+        assert [s.key for s in fresh.visible_steps(B2B)] == ALL_KEYS
+        assert [s.key for s in fresh.visible_steps({**B2C, "budget": "gt_20k", "name": "Bo"})] == B2C_KEYS
+    assert len(decided) == 2  # other answers (budget, name) do not matter to visibility
+    monkeypatch.setattr(module, "VISIBILITY_KEPT", 1)  # past the cap: decided every time, still right
+    capped = Dialogue(dialogue.funnel)
+    for _ in range(2):
+        assert [s.key for s in capped.visible_steps(B2B)] == ALL_KEYS
+        assert [s.key for s in capped.visible_steps(B2C)] == B2C_KEYS
+    assert len(decided) == 2 + 3
