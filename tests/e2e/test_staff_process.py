@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import Lead, LeadEvent
-from tests.conftest import MANAGERS, STAFF_CHAT, user
+from tests.conftest import ADMIN, MANAGERS, STAFF_CHAT, user
 from tests.e2e.test_bot_process import Prospect, ready, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -99,3 +99,38 @@ async def test_a_managers_press_edits_the_card_and_forged_presses_change_nothing
     assert rows(tmp_path)[0].stage == "contacted"
     assert "➡️" in str(edited["reply_markup"])
     assert await process.kill(signal.SIGTERM) == 0
+
+
+async def test_the_bot_removed_from_the_staff_group_tells_the_admins_and_the_cards_wait(
+        emulator, client, bot_process, tmp_path):
+    """The real poller asks for my_chat_member: removed from the staff group, the bot warns in its log and
+    tells the admin in private (in their language); a card queued meanwhile waits and is posted as soon
+    as the bot is added back."""
+    process = bot_process()
+    await ready(emulator, process)
+    admin = Prospect(client, user(ADMIN, "Оксана", "uk"), emulator)
+    await admin.command("/help")  # the admin has written to the bot: their chat and language are known
+
+    await client.remove_bot(STAFF_CHAT, by=MARIA["id"])
+    told = await client.wait_for_bot_message(ADMIN, lambda m: "Бота видалили з групи" in m.get("text", ""),
+                                             timeout=20)
+    assert "чекають у черзі" in told["text"]
+    await wait_for(lambda: "removed from the staff chat" in process.output())
+
+    carol = Prospect(client, CAROL, emulator)  # a lead qualifies while the bot is out: its card waits
+    await carol.command("/start")
+    await carol.press("I agree")
+    await carol.say("Carol King")
+    await carol.share_contact("+14155552671")
+    await carol.press("Skip")
+    for label in ("A custom project", "Over $20,000", "As soon as possible", "Private person"):
+        await carol.press(label)
+    await carol.press("Skip")
+    await carol.press("Confirm")
+    await wait_for(lambda: any(c["status"] == 403 for c in emulator.calls(method="sendMessage")
+                               if c["params"].get("chat_id") == STAFF_CHAT))
+    assert not any("Carol King" in m.get("text", "") for m in await client.bot_messages(STAFF_CHAT))
+
+    await client.remove_bot(STAFF_CHAT, removed=False, by=MARIA["id"])
+    await client.wait_for_bot_message(ADMIN, lambda m: "Бот знову в групі" in m.get("text", ""), timeout=20)
+    await client.wait_for_bot_message(STAFF_CHAT, lambda m: "Carol King" in m.get("text", ""), timeout=10)
