@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Lead, LeadEvent, OutboxMessage, Prospect, utcnow
+from bot.db.models import KeyValue, Lead, LeadEvent, OutboxMessage, Prospect, utcnow
 from bot.i18n import Translator
 from bot.outbox import OUTBOX_QUEUED, STAFF, enqueue_card_edit, enqueue_send
 from bot.services.leads import add_event, open_lead
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BLOCKED_ERROR = "prospect blocked the bot"  # the error of the outbox rows that were not sent because of it
 UNREACHABLE, REACHABLE = "unreachable", "reachable"  # lead event kinds (shown on the card)
+STAFF_CHAT_REMOVED = "staff_chat_removed"  # KeyValue: the bot is out of the staff group and the admins know
 
 PROSPECT_OF_CHAT = select(Prospect).where(
     or_(Prospect.chat_id == bindparam("chat"), Prospect.tg_id == bindparam("chat"))
@@ -115,16 +116,20 @@ async def tell_admins(session: AsyncSession, translator: Translator, admin_ids: 
 async def staff_chat_lost(session: AsyncSession, translator: Translator, admin_ids: Iterable[int],
                           chat_id: int, status: str) -> int:
     """The bot was removed from the staff group: staff rows wait in the outbox (the delivery worker
-    retries them); the admins are told. Returns how many admins were told."""
+    retries them); the admins are told, and it is remembered for `staff_chat_back`. Returns how many
+    admins were told."""
     log.warning("the bot was removed from the staff chat %s (now %s): cards and relays wait until it is "
                 "added back", chat_id, status)
+    await session.merge(KeyValue(key=STAFF_CHAT_REMOVED, value={"chat_id": chat_id, "status": status}))
     return await tell_admins(session, translator, admin_ids, "admin-staff-chat-removed")
 
 
 async def staff_chat_back(session: AsyncSession, translator: Translator, admin_ids: Iterable[int],
                           chat_id: int) -> int:
-    """The bot is in the staff group again: what waited is due now (not at its backed-off retry time);
-    the admins are told. Returns how many staff rows were waiting."""
+    """The bot is in the staff group (again): what waited is due now (not at its backed-off retry time).
+    The admins are told when they had been told of the removal (not when the bot is first added, nor
+    for the join Telegram sends after a group's upgrade to a supergroup). Returns how many staff rows
+    were waiting."""
     waiting = await session.execute(
         update(OutboxMessage).where(
             or_(OutboxMessage.chat_id.is_(STAFF), OutboxMessage.chat_id == chat_id),
@@ -134,7 +139,12 @@ async def staff_chat_back(session: AsyncSession, translator: Translator, admin_i
     count = waiting.rowcount or 0
     if count:
         session.info[OUTBOX_QUEUED] = True  # the unit of work wakes the delivery worker after the commit
+    removed = await session.get(KeyValue, STAFF_CHAT_REMOVED)
+    if removed is None:
+        log.info("the bot is in the staff chat %s; %s waiting message(s) go out now", chat_id, count)
+        return count
     log.warning("the bot is back in the staff chat %s; %s waiting message(s) go out now", chat_id, count)
+    await session.delete(removed)
     await tell_admins(session, translator, admin_ids, "admin-staff-chat-back")
     return count
 

@@ -242,6 +242,30 @@ async def test_added_back_the_waiting_staff_messages_are_due_now(app, feed, emul
     await worker.stop()
 
 
+async def test_first_added_to_the_staff_group_the_admins_are_not_told_it_is_back(app, feed, emulator):
+    """The bot added at set-up (or the join Telegram sends after an upgrade to a supergroup): nothing to
+    say, but what waited goes out now."""
+    await feed.make_lead(ANN)
+    async with feed.session() as session:
+        [card] = (await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "card"))).all()
+        card.next_attempt_at = utcnow() + timedelta(minutes=5)
+        await session.commit()
+    emulator.set_member(STAFF_CHAT, emulator.bot_id, "left")  # not in the group yet (no update for that)
+    emulator.remove_bot(STAFF_CHAT, removed=False, status="administrator")
+    await feed.drain()
+    assert await feed.rows(OutboxMessage, OutboxMessage.chat_id == ADMIN) == []
+    [card] = await feed.rows(OutboxMessage, OutboxMessage.kind == "card")
+    assert card.next_attempt_at <= utcnow()
+    # and a second "back" after one announced return says nothing either
+    emulator.remove_bot(STAFF_CHAT)
+    await feed.drain()
+    emulator.remove_bot(STAFF_CHAT, removed=False)
+    await feed.drain()
+    emulator.remove_bot(STAFF_CHAT, removed=False, status="administrator")  # already in: no update
+    await feed.drain()
+    assert len(await feed.rows(OutboxMessage, OutboxMessage.chat_id == ADMIN)) == 2
+
+
 async def test_another_group_is_not_the_staff_group(app, feed, emulator):
     emulator.create_chat(-4242, type="group", title="Random")
     emulator.remove_bot(-4242)
