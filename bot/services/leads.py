@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.analytics.models import track_stage_change
 from bot.db.models import Lead, LeadEvent, Prospect, StageReached, utcnow
@@ -55,21 +56,42 @@ def add_event(
     return event
 
 
+# session.info: lead id -> its stage_reached rows, for the leads this transaction created (so the database
+# has none of theirs but these): a new lead's placement looks none up (three SELECTs, each with a flush)
+NEW_LEADS = "new_leads_stage_rows"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_new_leads(session: Session) -> None:
+    session.info.pop(NEW_LEADS, None)
+
+
+async def _stage_row(session: AsyncSession, lead: Lead, stage: str) -> StageReached | None:
+    new = session.info.get(NEW_LEADS)
+    if new is not None and lead.id in new:
+        return new[lead.id].get(stage)
+    return await session.get(StageReached, (lead.id, stage))
+
+
 async def mark_reached(session: AsyncSession, lead: Lead, stage: str, at: datetime, left: str | None) -> None:
     """Record that the lead reached `stage` (first time only) and left `left`; keeps the analytics
     summary tables in step. The lead's outcome and lost reason must already be set."""
     left_row = None
     if left is not None:
-        previous = await session.get(StageReached, (lead.id, left))
+        previous = await _stage_row(session, lead, left)
         if previous is not None and previous.left_at is None:
             previous.left_at = at
             left_row = previous
     entered = None
-    if await session.get(StageReached, (lead.id, stage)) is None:
+    if await _stage_row(session, lead, stage) is None:
         entered = StageReached(
             lead_id=lead.id, stage=stage, reached_at=at, lead_created_at=lead.created_at, source=lead.source,
         )
         session.add(entered)
+        new = session.info.get(NEW_LEADS)
+        if new is not None and lead.id in new:
+            new[lead.id][stage] = entered
     await track_stage_change(session, lead, entered=entered, left=left_row)
 
 
@@ -138,6 +160,7 @@ async def submit(
         )
         session.add(lead)
         await session.flush()
+        session.info.setdefault(NEW_LEADS, {})[lead.id] = {}
         add_event(session, lead, "created", to_stage=funnel.initial_stage, data={"source": source}, at=now)
         await mark_reached(session, lead, funnel.initial_stage, now, None)
     else:
@@ -185,8 +208,7 @@ async def handoff(session: AsyncSession, lead: Lead, reason: str, *, note: str |
     now = utcnow()
     add_event(session, lead, "handoff", reason=reason, text=note, at=now)
     if lead.handed_off_at is None:
-        lead.handed_off_at, lead.handoff_reason = now, reason
-        await session.flush()
+        lead.handed_off_at, lead.handoff_reason = now, reason  # flushed with the card's row
         enqueue_card(session, lead.id)
         return True
     enqueue_card_edit(session, lead.id)

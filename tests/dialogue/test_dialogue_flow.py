@@ -410,3 +410,33 @@ async def test_an_answer_reads_what_it_needs_in_one_statement(chat, running_app)
     assert len(reads) == 1, reads
     for table in ("processed_updates", "processed_messages", "prospects", "fsm_states"):
         assert table in reads[0]
+
+
+async def test_a_new_lead_is_placed_without_looking_up_its_stage_rows(chat, running_app):
+    """The confirmation creates the lead and places it by score in one transaction: its stage_reached rows
+    (entered "new", left it for "qualified") are written without a SELECT of them (bot.services.leads
+    NEW_LEADS), and they are the same rows as ever."""
+    from sqlalchemy import event
+
+    from bot.db.models import StageReached
+
+    await complete(chat)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = running_app.app.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await chat.press("Confirm")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [s for s in statements if s.startswith("SELECT") and "FROM stage_reached" in s]
+    lead = await the_lead(running_app)
+    assert lead.stage == "qualified"
+    async with running_app.session() as session:
+        rows = {row.stage: row for row in await session.scalars(select(StageReached))}
+    assert set(rows) == {"new", "qualified"}
+    assert rows["new"].left_at == rows["qualified"].reached_at and rows["qualified"].left_at is None
+    assert rows["new"].reached_at == lead.created_at == rows["new"].lead_created_at
