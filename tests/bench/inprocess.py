@@ -11,6 +11,14 @@ compare two versions of the code back to back, or under a profiler:
     taskset -c 0 python -m tests.bench.inprocess      # one core, as `make bench` pins the bot
 
 `make bench` stays the measure of record: this leaves out aiohttp, getUpdates and the other process.
+
+On a shared virtual machine the time a round takes swings by half from one minute to the next (the host's
+other guests), so a small change cannot be told from the noise by timing it. `--instructions` counts the
+machine instructions per update instead, under valgrind's callgrind, with the same seed for Python's
+hashes: the same code gives the same count to a tenth of a percent, whatever else the machine does.
+Only the measured rounds are counted (startup and warm-up run with counting off); about a minute:
+
+    python -m tests.bench.inprocess --instructions --rounds 1 --prospects 6
 """
 from __future__ import annotations
 
@@ -18,9 +26,14 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +127,8 @@ class Feeder:
             await self.app.dp.feed_update(self.bot, Update.model_validate(update, context={"bot": self.bot}))
 
 
-async def measure(rounds: int, prospects: int, warmup: int = 5) -> dict[str, Any]:
+async def measure(rounds: int, prospects: int, warmup: int = 5,
+                  counting: Callable[[bool], None] | None = None) -> dict[str, Any]:
     from bot.app import create_app
     from bot.settings import Settings
 
@@ -133,11 +147,15 @@ async def measure(rounds: int, prospects: int, warmup: int = 5) -> dict[str, Any
                 await feeder.dialogue(next(uids))
             per_update: list[float] = []
             calls_before = stub.calls
+            if counting is not None:
+                counting(True)
             for _ in range(rounds):
                 started = time.process_time()
                 for _ in range(prospects):
                     await feeder.dialogue(next(uids))
                 per_update.append((time.process_time() - started) * 1000 / (prospects * len(DIALOGUE)))
+            if counting is not None:
+                counting(False)
             async with app.session_factory() as session:  # every dialogue really went through
                 leads = await session.scalar(select(func.count()).select_from(Lead))
                 failed = await session.scalar(select(func.count()).select_from(DeadLetter))
@@ -150,12 +168,47 @@ async def measure(rounds: int, prospects: int, warmup: int = 5) -> dict[str, Any
             "bot_api_calls_per_update": round((stub.calls - calls_before) / updates, 2)}
 
 
+UNDER_CALLGRIND = "LEADBOT_BENCH_UNDER_CALLGRIND"
+
+
+def _callgrind_counting(on: bool) -> None:
+    subprocess.run(["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
+                   check=True, capture_output=True)
+
+
+def count_instructions(rounds: int, prospects: int) -> dict[str, Any]:
+    """This benchmark again under callgrind, counting only the measured rounds."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        child = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+             sys.executable, "-m", "tests.bench.inprocess", "--rounds", str(rounds), "--prospects", str(prospects)],
+            env={**os.environ, UNDER_CALLGRIND: "1", "PYTHONHASHSEED": "0"}, capture_output=True, text=True,
+            check=True,
+        )
+        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    for timed in ("cpu_ms_per_update_min", "cpu_ms_per_update_median"):  # valgrind's, not the bot's
+        result.pop(timed)
+    instructions = int(totals[-1].split()[1])
+    result["instructions_per_update"] = round(instructions / result["updates"])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--prospects", type=int, default=5, help="dialogues per round")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per update under callgrind (repeatable; see above)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.rounds, args.prospects))))
+    if args.instructions:
+        print(json.dumps(count_instructions(args.rounds, args.prospects)))
+        return
+    counting = _callgrind_counting if os.environ.get(UNDER_CALLGRIND) else None
+    print(json.dumps(asyncio.run(measure(args.rounds, args.prospects, counting=counting))))
 
 
 if __name__ == "__main__":
