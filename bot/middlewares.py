@@ -25,6 +25,7 @@ import weakref
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -67,7 +68,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect
-from bot.db.sqlite_driver import in_place
+from bot.db.sqlite_driver import closes_in_place, in_place
 from bot.i18n import Translator
 from bot.logs import mask
 from bot.outbox import OUTBOX_QUEUED
@@ -282,6 +283,26 @@ FIRST_READ = {(message, fsm): _first_read(message, fsm) for message in (False, T
 PREFETCHED = "prefetched_prospect"  # handler data: the prospect the first read found (None: a new one)
 
 
+class _Closing:
+    """`async with session` (SQLAlchemy's: the close in a shielded task of its own), or, where the close
+    cannot suspend (`bot.db.sqlite_driver.closes_in_place`), the close awaited right here."""
+
+    __slots__ = ("in_place", "session")
+
+    def __init__(self, session: AsyncSession, in_place: bool) -> None:
+        self.session, self.in_place = session, in_place
+
+    async def __aenter__(self) -> AsyncSession:
+        return self.session
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.in_place:
+            await self.session.close()
+        else:
+            await self.session.__aexit__(kind, error, tb)
+
+
 class UnitOfWorkMiddleware(BaseMiddleware):
     def __init__(
         self,
@@ -299,6 +320,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         # updates queue here in order instead of polling SQLite's busy lock (which starves some of them
         # past the busy timeout under a burst)
         self.writer = writer_lock(session_factory.kw.get("bind"))
+        bind = session_factory.kw.get("bind")
+        self.close_in_place = bind is not None and closes_in_place(bind)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
@@ -317,7 +340,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         return result
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], replies: ReplyBuffer) -> Any:
-        async with self.session_factory() as session, in_place():  # short statements (bot/db/sqlite_driver.py)
+        session = self.session_factory()
+        async with _Closing(session, self.close_in_place), in_place():  # short statements (bot/db/sqlite_driver.py)
             seen = await self._seen(session, event, data)
             if seen is not None:
                 kind, stored = seen

@@ -283,3 +283,11 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
 def dbapi() -> OneHopDBAPI:
     return OneHopDBAPI(aiosqlite, sqlite3)
+
+
+def closes_in_place(engine: Any) -> bool:
+    """A session on this engine, its transaction ended, closes without an await that suspends: giving the
+    connection back to the pool rolls back nothing, with no trip to the thread (`OneHopConnection.rollback`).
+    So it need not be closed in a task of its own, shielded from cancellation, as SQLAlchemy's `async with
+    session` does for any driver (a task and two more rounds of the event loop for every update)."""
+    return isinstance(getattr(engine.dialect, "loaded_dbapi", None), OneHopDBAPI)

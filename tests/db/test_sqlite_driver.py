@@ -273,3 +273,37 @@ async def test_without_wal_a_commit_stays_in_the_thread(monkeypatch: Any) -> Non
     finally:
         monkeypatch.undo()
         await engine.dispose()
+
+
+async def test_an_update_session_on_the_one_hop_engine_closes_without_a_task_of_its_own(tmp_path: Path) -> None:
+    """SQLAlchemy closes an `async with` session in a shielded task of its own; on the one-hop engine the
+    close cannot suspend, so the unit of work awaits it in place, and the connection is back in the pool."""
+    from bot.db.engine import create_session_factory
+    from bot.db.sqlite_driver import closes_in_place
+    from bot.middlewares import _Closing
+
+    ours = create_engine(f"sqlite+aiosqlite:///{tmp_path}/ours.db")
+    stock = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/stock.db")
+    assert closes_in_place(ours) and not closes_in_place(stock)
+    loop = asyncio.get_running_loop()
+    created: list[Any] = []
+
+    def factory(loop: Any, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        created.append(coro)
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    try:
+        for engine, close_in_place, tasks in ((ours, True, 0), (stock, False, 1)):
+            created.clear()
+            loop.set_task_factory(factory)
+            try:
+                async with _Closing(create_session_factory(engine)(), close_in_place) as session, in_place():
+                    await session.execute(text("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)"))
+                    await session.execute(text("INSERT INTO t DEFAULT VALUES"))
+                    await session.commit()
+            finally:
+                loop.set_task_factory(None)
+            assert len(created) == tasks and engine.pool.checkedout() == 0
+    finally:
+        await ours.dispose()
+        await stock.dispose()
