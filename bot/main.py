@@ -35,6 +35,9 @@ async def serve(settings) -> None:
         me = await app.bot.get_me()
         log.info("started as @%s (id %s), funnel %r", me.username, me.id, app.funnel.name)
         await set_commands(app)
+        from bot.roles import check_staff_chat
+
+        await check_staff_chat(app)
         from bot.analytics import digest
 
         digest.start(app)

@@ -290,3 +290,33 @@ async def test_the_unblock_service_clears_the_flag_itself(app, feed, emulator):
         lead = await reach.prospect_unblocked(session, prospect)
         assert prospect.unreachable is False and lead is not None
         await session.commit()
+
+
+async def test_at_start_a_bot_missing_from_the_staff_group_tells_the_admins_once(app, feed, emulator, caplog):
+    """Removed while the bot was down and the update gone (or never in it): found at start
+    (getChatMember), told to the admins once, and that it is back once it is."""
+    from bot.roles import check_staff_chat
+
+    assert await check_staff_chat(app) is False  # in the group: nothing to say
+    assert await feed.rows(OutboxMessage, OutboxMessage.chat_id == ADMIN) == []
+    emulator.set_member(STAFF_CHAT, app.bot.id, "kicked")  # no update of it reaches the bot
+    with caplog.at_level(logging.WARNING, logger="bot.services.reach"):
+        assert await check_staff_chat(app) is True
+    assert any("removed from the staff chat" in r.getMessage() for r in caplog.records)
+    assert await check_staff_chat(app) is False  # the next start says nothing more
+    [notice] = await feed.rows(OutboxMessage, OutboxMessage.chat_id == ADMIN)
+    assert notice.payload["text"].startswith("⚠️ The bot was removed from the staff group.")
+    emulator.set_member(STAFF_CHAT, app.bot.id, "administrator")  # added back while it was down
+    assert await check_staff_chat(app) is True
+    texts = [row.payload["text"] for row in await feed.rows(OutboxMessage, OutboxMessage.chat_id == ADMIN)]
+    assert len(texts) == 2 and texts[1].startswith("✅ The bot is back in the staff group.")
+    assert await check_staff_chat(app) is False
+
+
+async def test_at_start_a_staff_chat_the_bot_cannot_see_is_told_to_the_admins(app, feed, emulator):
+    from bot.roles import check_staff_chat
+
+    app.staff.id = -100999  # a wrong STAFF_CHAT_ID
+    assert await check_staff_chat(app) is True
+    [notice] = await feed.rows(OutboxMessage, OutboxMessage.chat_id == ADMIN)
+    assert notice.purpose == "admin_notice"
