@@ -168,3 +168,40 @@ async def test_a_reply_is_sent_with_the_parameters_kept_on_its_marker(monkeypatc
     await send(bot, load(json.loads(json.dumps(stored))))  # after a crash: rebuilt from the marker
     assert len(built) == 2
     await session.close()
+
+
+async def test_a_button_answer_goes_out_alongside_the_messages_which_keep_their_order(monkeypatch):
+    """bot.replies.send: the edit and the next question do not wait for the answer to the press (one round
+    trip less before the prospect sees them); the messages still go one after the other, in order."""
+    import asyncio
+
+    from aiogram.methods import AnswerCallbackQuery, EditMessageText
+
+    from bot.replies import ReplyBuffer, send
+
+    session = BotSession()
+    bot = Bot(TOKEN, session=session)
+    edit_started = asyncio.Event()
+    order: list[str] = []
+    overlapped: list[bool] = []
+
+    async def post(_session: Any, bot: Bot, method: Any, timeout: Any = None) -> Any:
+        order.append(type(method).__name__)
+        if isinstance(method, EditMessageText):
+            edit_started.set()
+        if isinstance(method, AnswerCallbackQuery):  # Telegram slow to confirm the answer
+            try:
+                await asyncio.wait_for(edit_started.wait(), 2)
+                overlapped.append(True)
+            except TimeoutError:
+                overlapped.append(False)
+        return True
+
+    monkeypatch.setattr(BotSession, "make_request", post)
+    replies = ReplyBuffer()
+    replies.extend([AnswerCallbackQuery(callback_query_id="q"), EditMessageText(chat_id=5, message_id=1, text="a"),
+                    SendMessage(chat_id=5, text="next"), SendMessage(chat_id=5, text="and then")])
+    await send(bot, replies)
+    assert overlapped == [True]
+    assert [name for name in order if name != "AnswerCallbackQuery"] == ["EditMessageText", "SendMessage", "SendMessage"]
+    await session.close()
