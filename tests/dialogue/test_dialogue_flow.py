@@ -2,6 +2,8 @@
 Each test feeds updates, waits until the bot is idle, then asserts replies, FSM state and rows."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -96,6 +98,24 @@ async def complete(chat: Chat, *, b2b: bool = True, budget: str = "Over $20,000"
     summary = await chat.say("Please call after 5 pm")
     assert "Please check your answers" in summary["text"]
     return summary
+
+
+@contextlib.contextmanager
+def statements_of(running: Any) -> Iterator[list[str]]:
+    """The SQL the app runs meanwhile (the delivery worker's too), one line each."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = running.app.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 async def the_lead(running: Any) -> Lead:
@@ -387,21 +407,10 @@ async def test_a_returning_prospect_who_writes_instead_of_choosing_reaches_the_m
 async def test_an_answer_reads_what_it_needs_in_one_statement(chat, running_app):
     """The update's markers, the prospect and their FSM row come from one SELECT (bot.middlewares
     FIRST_READ); the answer is still stored, and the next question asked."""
-    from sqlalchemy import event
-
     await to_phone(chat)
     await chat.share_contact("+380671234567")
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = running_app.app.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_of(running_app) as statements:
         asked = await chat.say("alice@example.com")
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert "A custom project" in buttons(asked)
     _, data = await chat.state()
     assert data["answers"]["email"] == "alice@example.com" and data["step"] == "need"
@@ -416,22 +425,11 @@ async def test_a_new_lead_is_placed_without_looking_up_its_stage_rows(chat, runn
     """The confirmation creates the lead and places it by score in one transaction: its stage_reached rows
     (entered "new", left it for "qualified") are written without a SELECT of them (bot.services.leads
     NEW_LEADS), and they are the same rows as ever."""
-    from sqlalchemy import event
-
     from bot.db.models import StageReached
 
     await complete(chat)
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = running_app.app.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_of(running_app) as statements:
         await chat.press("Confirm")
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert not [s for s in statements if s.startswith("SELECT") and "FROM stage_reached" in s]
     lead = await the_lead(running_app)
     assert lead.stage == "qualified"

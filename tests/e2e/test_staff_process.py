@@ -30,8 +30,8 @@ def rows(tmp_path: Any) -> tuple[Lead, list[LeadEvent]]:
     return lead, events
 
 
-async def qualified_lead(emulator: Any, client: Any) -> dict[str, Any]:
-    carol = Prospect(client, CAROL, emulator)
+async def qualify(carol: Prospect) -> None:
+    """Carol goes through the dialogue with answers that qualify her lead."""
     await carol.command("/start")
     await carol.press("I agree")
     await carol.say("Carol King")
@@ -41,6 +41,10 @@ async def qualified_lead(emulator: Any, client: Any) -> dict[str, Any]:
         await carol.press(label)
     await carol.press("Skip")
     await carol.press("Confirm")
+
+
+async def qualified_lead(emulator: Any, client: Any) -> dict[str, Any]:
+    await qualify(Prospect(client, CAROL, emulator))
     return await client.wait_for_bot_message(STAFF_CHAT, lambda m: "Carol King" in m.get("text", ""), timeout=20)
 
 
@@ -117,16 +121,7 @@ async def test_the_bot_removed_from_the_staff_group_tells_the_admins_and_the_car
     assert "чекають у черзі" in told["text"]
     await wait_for(lambda: "removed from the staff chat" in process.output())
 
-    carol = Prospect(client, CAROL, emulator)  # a lead qualifies while the bot is out: its card waits
-    await carol.command("/start")
-    await carol.press("I agree")
-    await carol.say("Carol King")
-    await carol.share_contact("+14155552671")
-    await carol.press("Skip")
-    for label in ("A custom project", "Over $20,000", "As soon as possible", "Private person"):
-        await carol.press(label)
-    await carol.press("Skip")
-    await carol.press("Confirm")
+    await qualify(Prospect(client, CAROL, emulator))  # a lead qualifies while the bot is out: its card waits
     await wait_for(lambda: any(c["status"] == 403 for c in emulator.calls(method="sendMessage")
                                if c["params"].get("chat_id") == STAFF_CHAT))
     assert not any("Carol King" in m.get("text", "") for m in await client.bot_messages(STAFF_CHAT))

@@ -83,6 +83,16 @@ async def committed_lead(db: Any, person: Person) -> Lead:
     return lead_of(db, person)
 
 
+async def carded_lead(scene: Any, first: int) -> tuple[list[Any], Lead, int]:
+    """One prospect qualified, their lead committed and its card posted: (the crowd, the lead, the card)."""
+    crowd = people(scene.emulator, 1, first=first)
+    bob, name, phone, email = crowd[0]
+    await qualify(bob, name, phone, email)
+    lead = await committed_lead(scene.db, bob)
+    [card_id] = await wait_until(lambda: cards_of(scene.emulator, lead.id), 30, "the card")
+    return crowd, lead, card_id
+
+
 def cards_of(emulator: Any, lead_id: int, chat_id: int = STAFF_CHAT) -> list[int]:
     return [message_id for message_id, found in cards_in(emulator, chat_id) if found == lead_id]
 
@@ -136,11 +146,8 @@ async def test_two_managers_press_the_same_move_at_once(scene):
     """Both presses arrive in one getUpdates batch: exactly one stage change; the other manager is told
     the lead has moved (by whom, or that the card is out of date) and nothing else changes."""
     emulator, db = scene.emulator, scene.db
-    crowd = people(emulator, 1, first=2401)
-    bob, name, phone, email = crowd[0]
-    await qualify(bob, name, phone, email)
-    lead = await committed_lead(db, bob)
-    [card_id] = await wait_until(lambda: cards_of(emulator, lead.id), 30, "the card")
+    crowd, lead, card_id = await carded_lead(scene, first=2401)
+    bob = crowd[0][0]
     first = emulator.press(MAX, STAFF_CHAT, "Contacted", message_id=card_id)
     second = emulator.press(OLGA, STAFF_CHAT, "Contacted", message_id=card_id)
     assert first["data"] == second["data"]
@@ -194,11 +201,8 @@ async def test_blocked_prospect_is_marked_unreachable_and_nothing_is_sent_to_the
     manager's reply is refused at once, and nothing is ever tried in the prospect's chat; the unblock
     is on the card too."""
     emulator, db = scene.emulator, scene.db
-    crowd = people(emulator, 1, first=2651)
-    bob, name, phone, email = crowd[0]
-    await qualify(bob, name, phone, email)
-    lead = await committed_lead(db, bob)
-    [card_id] = await wait_until(lambda: cards_of(emulator, lead.id), 30, "the card")
+    crowd, lead, card_id = await carded_lead(scene, first=2651)
+    bob = crowd[0][0]
     since = emulator.calls()[-1]["seq"]
     emulator.block(bob.id)
     await wait_until(lambda: db.rows(Prospect, Prospect.tg_id == bob.id)[0].unreachable, 20, "unreachable")
@@ -223,11 +227,8 @@ async def test_blocked_prospect_is_marked_unreachable_and_nothing_is_sent_to_the
 async def test_a_send_refused_with_403_marks_the_prospect_unreachable_and_is_not_retried(scene):
     """Without the update (lost, or from before the bot asked for it), the first 403 does the same."""
     emulator, db = scene.emulator, scene.db
-    crowd = people(emulator, 1, first=2601)
-    bob, name, phone, email = crowd[0]
-    await qualify(bob, name, phone, email)
-    lead = await committed_lead(db, bob)
-    [card_id] = await wait_until(lambda: cards_of(emulator, lead.id), 30, "the card")
+    crowd, lead, card_id = await carded_lead(scene, first=2601)
+    bob = crowd[0][0]
     emulator.add_faults([{"method": "sendMessage", "chat_id": bob.id, "error_code": 403, "count": 0,
                           "description": "Forbidden: bot was blocked by the user"}])
     since = emulator.calls()[-1]["seq"]
