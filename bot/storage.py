@@ -43,6 +43,11 @@ class _Row:
     stored: bool  # the database has a row for the key
     dirty: bool = False
 
+    @classmethod
+    def of(cls, found: tuple[str | None, dict[str, Any] | None] | None) -> _Row:
+        """From the database's (state, data), or None when it has no row for the key."""
+        return cls(found[0], found[1] or {}, True) if found is not None else cls(None, {}, False)
+
 
 def _cache(session: Session | AsyncSession) -> dict[str, _Row]:
     return session.info.setdefault(FSM_CACHE, {})
@@ -52,9 +57,7 @@ def seed(session: Session | AsyncSession, key: str, found: tuple[str | None, dic
     """The key's row as another statement of this session read it (the unit of work reads it with the
     update's markers and prospect, `bot.middlewares.FIRST_READ`): kept as if read here. `found` is the
     row's (state, data), or None when the database has no row."""
-    cache = _cache(session)
-    if key not in cache:
-        cache[key] = _Row(found[0], found[1] or {}, True) if found is not None else _Row(None, {}, False)
+    _cache(session).setdefault(key, _Row.of(found))
 
 
 @event.listens_for(Session, "before_commit")
@@ -91,10 +94,10 @@ class SQLAlchemyStorage(BaseStorage):
         """The key's row, in the update's session, or in a short one of its own that commits it."""
         session = current_session.get()
         if session is not None:
-            yield await self._read(session, self.key_builder.build(key))
+            yield await self._read(session, self.key_of(key))
             return
         async with self.session_factory() as own, own.begin():
-            yield await self._read(own, self.key_builder.build(key))
+            yield await self._read(own, self.key_of(key))
 
     @staticmethod
     async def _read(session: AsyncSession, key: str) -> _Row:
@@ -104,7 +107,7 @@ class SQLAlchemyStorage(BaseStorage):
         row = cache.get(key)
         if row is None:
             found = (await session.execute(READ, {"fsm_key": key})).first()
-            row = cache[key] = _Row(found.state, found.data or {}, True) if found else _Row(None, {}, False)
+            row = cache[key] = _Row.of(found)
         return row
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
