@@ -87,6 +87,12 @@ def update_user(update: Update) -> User | None:
     return getattr(event, "from_user", None)
 
 
+def prospect_user(update: Update) -> User | None:
+    """The user of an update in their own private chat with the bot (a prospect's row goes with it)."""
+    user = update_user(update)
+    return user if user is not None and not user.is_bot and update_chat_id(update) == user.id else None
+
+
 def update_chat_id(update: Update) -> int | None:
     event = update.event
     if isinstance(event, Message):
@@ -319,8 +325,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         # SQLite has one writer at a time and every update writes (its dedupe marker, first thing), so
         # updates queue here in order instead of polling SQLite's busy lock (which starves some of them
         # past the busy timeout under a burst)
-        self.writer = writer_lock(session_factory.kw.get("bind"))
         bind = session_factory.kw.get("bind")
+        self.writer = writer_lock(bind)
         self.close_in_place = bind is not None and closes_in_place(bind)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
@@ -396,11 +402,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         again has both; the update's comes first, for its replies. In a prospect's private chat the same
         statement reads their row and their FSM row for the middlewares after this one (`FIRST_READ`)."""
         message = update.message
-        user = update_user(update)
+        user = prospect_user(update)
         params: dict[str, Any] = {"update_id": update.update_id}
         if message is not None:
             params.update(chat_id=message.chat.id, message_id=message.message_id)
-        if user is None or user.is_bot or update_chat_id(update) != user.id:
+        if user is None:
             query = SEEN_QUERY if message is not None else SEEN_UPDATE_QUERY
             found = (await session.execute(query, params)).first()
             return (found.kind, found.replies) if found is not None else None
@@ -491,11 +497,10 @@ class ContextMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         user = update_user(event)
-        chat_id = update_chat_id(event)
         session: AsyncSession | None = data.get("session")
         prospect = None
-        if user is not None and session is not None and chat_id == user.id and not user.is_bot:
-            prospect = await load_prospect(session, user, data.pop(PREFETCHED, NOT_READ))
+        if session is not None and (owner := prospect_user(event)) is not None:
+            prospect = await load_prospect(session, owner, data.pop(PREFETCHED, NOT_READ))
         locale = self.translator.resolve(
             prospect.locale if prospect else None, user.language_code if user else None
         )
