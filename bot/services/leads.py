@@ -67,10 +67,15 @@ def _forget_new_leads(session: Session) -> None:
     session.info.pop(NEW_LEADS, None)
 
 
+def _new_lead_rows(session: AsyncSession, lead: Lead) -> dict[str, StageReached] | None:
+    """The stage rows of `lead` when this transaction created it (all it has), else None."""
+    return session.info.get(NEW_LEADS, {}).get(lead.id)
+
+
 async def _stage_row(session: AsyncSession, lead: Lead, stage: str) -> StageReached | None:
-    new = session.info.get(NEW_LEADS)
-    if new is not None and lead.id in new:
-        return new[lead.id].get(stage)
+    rows = _new_lead_rows(session, lead)
+    if rows is not None:
+        return rows.get(stage)
     return await session.get(StageReached, (lead.id, stage))
 
 
@@ -89,9 +94,9 @@ async def mark_reached(session: AsyncSession, lead: Lead, stage: str, at: dateti
             lead_id=lead.id, stage=stage, reached_at=at, lead_created_at=lead.created_at, source=lead.source,
         )
         session.add(entered)
-        new = session.info.get(NEW_LEADS)
-        if new is not None and lead.id in new:
-            new[lead.id][stage] = entered
+        rows = _new_lead_rows(session, lead)
+        if rows is not None:
+            rows[stage] = entered
     await track_stage_change(session, lead, entered=entered, left=left_row)
 
 
