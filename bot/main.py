@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -9,6 +10,24 @@ import sys
 from pydantic import ValidationError
 
 log = logging.getLogger("bot")
+
+# Container objects allocated, net of those freed, before the youngest garbage-collector generation is
+# scanned (CPython's default is 700). An update allocates a few thousand, nearly all freed by reference
+# counting; at 700 the collector ran several times an update and promoted what was merely in flight.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """Called once the bot is wired, before the first update: what exists now (modules, routers,
+    compiled funnel, pydantic and SQLAlchemy machinery: about 200,000 objects) lives until the process
+    ends, so it is moved out of the collector's sight (`gc.freeze`). Without this, every full
+    collection walked all of it again: a 60-90 ms pause of the event loop every few seconds under load,
+    which was most of the reply latency's p99. Full collections now walk only what was made since
+    start."""
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
 
 
 def load_settings():
@@ -46,6 +65,7 @@ async def serve(settings) -> None:
         from bot.maintenance import run_forever
 
         housekeeping = asyncio.create_task(run_forever(app.session_factory))
+        settle_heap()
         if settings.webhook_url:
             from bot.webhook import run_webhook
 
