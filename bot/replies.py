@@ -3,8 +3,8 @@
 While a handler runs, the Bot API calls that only tell the user something (send, edit, answer a button,
 delete) are collected instead of sent (`ReplyBuffer`, filled by the request middleware in
 `bot.middlewares`). The unit of work commits, releases the database (on SQLite: its single writer), and
-then sends them in order (a button press's answer alongside), still inside the user's
-isolation lock. So:
+then sends them (`send`: each chat's messages in order, an edit of an earlier message and a button
+press's answer alongside), still inside the user's isolation lock. So:
 
 - what the user is told has been committed: a failed commit rolls back and nobody was told otherwise;
 - no transaction, and no SQLite writer, waits for Telegram's network round trips;
@@ -125,23 +125,39 @@ def load(stored: list[dict[str, Any]] | None) -> list[TelegramMethod[Any]]:
     return loaded
 
 
+EDITS = (EditMessageText, EditMessageReplyMarkup, EditMessageCaption, DeleteMessage)
+
+
+def _lane(method: TelegramMethod[Any]) -> tuple[Any, ...]:
+    """Replies in one lane go one after the other, in the order the handler made them; lanes go at once.
+
+    - the answer to a button press stops its spinner and shows nothing in the chat;
+    - an edit (or deletion) of a message already in the chat cannot change where any message appears:
+      only the calls on that same message must keep their order (text, then its keyboard);
+    - new messages (and chat actions before a file) keep their order, chat by chat.
+    A handler never edits a message it sent in the same update: it has no id for it (see above)."""
+    if isinstance(method, AnswerCallbackQuery):
+        return ("answer", method.callback_query_id)
+    if isinstance(method, EDITS):
+        return ("message", method.chat_id, method.message_id, getattr(method, "inline_message_id", None))
+    return ("chat", getattr(method, "chat_id", None))
+
+
 async def send(bot: Bot, replies: list[TelegramMethod[Any]],
                session_factory: async_sessionmaker[Any] | None = None) -> None:
-    """Send the committed replies in order. The request middleware retries blips; what still fails is
-    handed to the outbox (messages) or logged (the rest), and the next reply is still sent. Their answers
-    are not parsed (`bot.api_session`).
-
-    The answer to a button press (it only stops the button's spinner, and shows nothing in the chat) goes
-    out at the same time as the rest, not before it: one round trip to Telegram less before the prospect
-    sees the next question."""
+    """Send the committed replies, lane by lane (`_lane`): a button press's answer, the edit that marks
+    the answer given and the next question go out at the same time, so the prospect sees that question
+    one round trip to Telegram after the commit, not three. The request middleware retries blips; what
+    still fails is handed to the outbox (messages) or logged (the rest), and the next reply of its lane is
+    still sent. Their answers are not parsed (`bot.api_session`)."""
     params = replies.params if isinstance(replies, ReplyBuffer) else {}
-    answers = [method for method in replies if isinstance(method, AnswerCallbackQuery)]
-    if not answers or len(answers) == len(replies):
+    lanes: dict[tuple[Any, ...], list[TelegramMethod[Any]]] = {}
+    for method in replies:
+        lanes.setdefault(_lane(method), []).append(method)
+    if len(lanes) <= 1:
         await _send_in_order(bot, replies, params, session_factory)
         return
-    rest = [method for method in replies if not isinstance(method, AnswerCallbackQuery)]
-    await asyncio.gather(_send_in_order(bot, answers, params, session_factory),
-                         _send_in_order(bot, rest, params, session_factory))
+    await asyncio.gather(*(_send_in_order(bot, lane, params, session_factory) for lane in lanes.values()))
 
 
 async def _send_in_order(bot: Bot, replies: list[TelegramMethod[Any]], params: dict[int, dict[str, Any]],

@@ -170,38 +170,53 @@ async def test_a_reply_is_sent_with_the_parameters_kept_on_its_marker(monkeypatc
     await session.close()
 
 
-async def test_a_button_answer_goes_out_alongside_the_messages_which_keep_their_order(monkeypatch):
-    """bot.replies.send: the edit and the next question do not wait for the answer to the press (one round
-    trip less before the prospect sees them); the messages still go one after the other, in order."""
+async def test_replies_go_out_lane_by_lane_each_in_order(monkeypatch):
+    """bot.replies.send: the answer to the press, the edit marking the answer given and the next question
+    do not wait for one another (the prospect sees the question one round trip after the commit); calls on
+    one message keep their order, and so do the new messages of a chat."""
     import asyncio
 
-    from aiogram.methods import AnswerCallbackQuery, EditMessageText
+    from aiogram.methods import AnswerCallbackQuery, EditMessageReplyMarkup, EditMessageText
 
     from bot.replies import ReplyBuffer, send
 
     session = BotSession()
     bot = Bot(TOKEN, session=session)
-    edit_started = asyncio.Event()
+    started: dict[str, asyncio.Event] = {}
     order: list[str] = []
-    overlapped: list[bool] = []
+    overlapped: dict[str, bool] = {}
+
+    def name_of(method: Any) -> str:
+        return getattr(method, "text", None) or type(method).__name__
+
+    async def held_until(name: str, other: str) -> None:
+        """Telegram slow to answer `name`: it returns once `other` has been sent meanwhile (or after 2 s)."""
+        try:
+            await asyncio.wait_for(started.setdefault(other, asyncio.Event()).wait(), 2)
+            overlapped[name] = True
+        except TimeoutError:
+            overlapped[name] = False
 
     async def post(_session: Any, bot: Bot, method: Any, timeout: Any = None) -> Any:
-        order.append(type(method).__name__)
-        if isinstance(method, EditMessageText):
-            edit_started.set()
-        if isinstance(method, AnswerCallbackQuery):  # Telegram slow to confirm the answer
-            try:
-                await asyncio.wait_for(edit_started.wait(), 2)
-                overlapped.append(True)
-            except TimeoutError:
-                overlapped.append(False)
+        name = name_of(method)
+        order.append(name)
+        started.setdefault(name, asyncio.Event()).set()
+        if isinstance(method, AnswerCallbackQuery):
+            await held_until(name, "a")
+        elif name == "a":
+            await held_until(name, "next")
+        elif name == "next":
+            await asyncio.sleep(0.01)
+        order.append(f"done {name}")
         return True
 
     monkeypatch.setattr(BotSession, "make_request", post)
     replies = ReplyBuffer()
     replies.extend([AnswerCallbackQuery(callback_query_id="q"), EditMessageText(chat_id=5, message_id=1, text="a"),
-                    SendMessage(chat_id=5, text="next"), SendMessage(chat_id=5, text="and then")])
+                    EditMessageReplyMarkup(chat_id=5, message_id=1), SendMessage(chat_id=5, text="next"),
+                    SendMessage(chat_id=5, text="and then")])
     await send(bot, replies)
-    assert overlapped == [True]
-    assert [name for name in order if name != "AnswerCallbackQuery"] == ["EditMessageText", "SendMessage", "SendMessage"]
+    assert overlapped == {"AnswerCallbackQuery": True, "a": True}
+    assert order.index("EditMessageReplyMarkup") > order.index("done a")  # one message: text, then keyboard
+    assert order.index("and then") > order.index("done next")  # a chat's new messages: one after the other
     await session.close()
