@@ -634,3 +634,16 @@ async def test_web_page_users_polls_and_commands_in_html(
     assert (await ctl.state())["polls"] == polls + 1
 
     assert auto_entities("<b>x</b> /start") == [{"type": "bot_command", "offset": 9, "length": 6}]
+
+
+def test_event_bus_since_returns_the_newer_events_oldest_first_within_its_history():
+    from bot.emulator.server import EventBus
+
+    bus = EventBus(history=5)
+    assert bus.since(0) == []
+    for i in range(8):
+        bus.publish("message", n=i)
+    assert [e["seq"] for e in bus.since(5)] == [6, 7, 8]
+    assert [e["n"] for e in bus.since(5)] == [5, 6, 7]
+    assert [e["seq"] for e in bus.since(0)] == [4, 5, 6, 7, 8]  # older ones left the history
+    assert bus.since(8) == [] and bus.since(99) == []
