@@ -647,3 +647,22 @@ def test_event_bus_since_returns_the_newer_events_oldest_first_within_its_histor
     assert [e["n"] for e in bus.since(5)] == [5, 6, 7]
     assert [e["seq"] for e in bus.since(0)] == [4, 5, 6, 7, 8]  # older ones left the history
     assert bus.since(8) == [] and bus.since(99) == []
+
+
+def test_the_emulator_process_moves_its_heap_out_of_the_collectors_sight():
+    """bot.emulator.__main__: its heap only grows, so full collections would pause it longer and longer
+    (in a process of its own: freezing the test process would keep what the suite made so far)."""
+    import subprocess
+    import sys
+
+    script = ("import asyncio, gc\n"
+              "from bot.emulator.__main__ import _settle_heap_forever\n"
+              "kept = [{'message': i} for i in range(1000)]\n"
+              "async def main():\n"
+              "    task = asyncio.create_task(_settle_heap_forever(0.01))\n"
+              "    await asyncio.sleep(0.1)\n"
+              "    task.cancel()\n"
+              "asyncio.run(main())\n"
+              "print(gc.get_freeze_count())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert int(out.stdout.split()[-1]) > 1000
