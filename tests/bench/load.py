@@ -316,6 +316,12 @@ def summarize(samples: list[Sample], errors: list[str], unanswered: int = 0) -> 
     for s in samples:
         by_step.setdefault(s.step, []).append(s.latency_ms)
     out["p50_by_step_ms"] = {k: round(percentile(sorted(v), 50), 1) for k, v in by_step.items()}
+    out["p99_by_step_ms"] = {k: round(percentile(sorted(v), 99), 1) for k, v in by_step.items()}
+    by_second: dict[int, list[float]] = {}  # where in the run the tail is: a start-up burst, or steady
+    for s in samples:
+        by_second.setdefault(int(s.queued - first), []).append(s.latency_ms)
+    out["p99_by_second_ms"] = [round(percentile(sorted(by_second[i]), 99), 1) if i in by_second else None
+                               for i in range(max(by_second) + 1)]
     return out
 
 
