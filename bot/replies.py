@@ -147,7 +147,7 @@ async def send(bot: Bot, replies: list[TelegramMethod[Any]],
                session_factory: async_sessionmaker[Any] | None = None) -> None:
     """Send the committed replies, lane by lane (`_lane`): a button press's answer, the edit that marks
     the answer given and the next question go out at the same time, so the prospect sees that question
-    one round trip to Telegram after the commit, not three. The request middleware retries blips; what
+    one round trip to Telegram after the commit, not two. The request middleware retries blips; what
     still fails is handed to the outbox (messages) or logged (the rest), and the next reply of its lane is
     still sent. Their answers are not parsed (`bot.api_session`)."""
     params = replies.params if isinstance(replies, ReplyBuffer) else {}
