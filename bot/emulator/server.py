@@ -768,9 +768,15 @@ class Emulator:
         return self._serial
 
     def _remember_user(self, user: JSON) -> JSON:
+        if not isinstance(user, dict):
+            raise ControlError(400, f'user must be an object such as {{"id": 42, "first_name": "Ann"}}, not {user!r}')
         if "id" not in user:
             raise ControlError(400, "user.id is required")
-        stored = {"id": int(user["id"]), "is_bot": False, "first_name": "User", **user}
+        try:
+            user_id = int(user["id"])
+        except (TypeError, ValueError):
+            raise ControlError(400, f"user.id must be an integer, not {user['id']!r}") from None
+        stored = {"is_bot": False, "first_name": "User", **user, "id": user_id}
         self._users[stored["id"]] = stored
         return stored
 

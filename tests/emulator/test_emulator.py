@@ -666,3 +666,14 @@ def test_the_emulator_process_moves_its_heap_out_of_the_collectors_sight():
               "print(gc.get_freeze_count())\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert int(out.stdout.split()[-1]) > 1000
+
+
+async def test_a_user_that_is_not_an_object_gets_a_clear_400(emu: Emulator, ctl: EmulatorClient) -> None:
+    """The control side's answer to a bare id or a bad id, where it used to fail with a 500."""
+    for user, says in ((424242, "user must be an object"), ({"id": "ann"}, "user.id must be an integer"),
+                       ({"first_name": "Ann"}, "user.id is required")):
+        with pytest.raises(EmulatorError) as bad:
+            await ctl.send_text(user, "/start")  # type: ignore[arg-type]
+        assert bad.value.status == 400 and says in str(bad.value)
+    sent = await ctl.send_text({"id": "42", "first_name": "Ann"}, "/start")  # an id as a string is taken
+    assert sent["update_id"] and emu._users[42]["id"] == 42
