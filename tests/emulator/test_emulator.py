@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,7 +39,7 @@ from aiohttp import web
 
 from bot.emulator import Emulator, run_emulator
 from bot.emulator.client import EmulatorClient, EmulatorError, make_user
-from bot.emulator.server import auto_entities, parse_html, parse_markdown
+from bot.emulator.server import EventBus, auto_entities, parse_html, parse_markdown
 
 TOKEN = "123456:" + "A" * 35
 BOT_ID = 123456
@@ -637,8 +639,6 @@ async def test_web_page_users_polls_and_commands_in_html(
 
 
 def test_event_bus_since_returns_the_newer_events_oldest_first_within_its_history():
-    from bot.emulator.server import EventBus
-
     bus = EventBus(history=5)
     assert bus.since(0) == []
     for i in range(8):
@@ -652,9 +652,6 @@ def test_event_bus_since_returns_the_newer_events_oldest_first_within_its_histor
 def test_the_emulator_process_moves_its_heap_out_of_the_collectors_sight():
     """bot.emulator.__main__: its heap only grows, so full collections would pause it longer and longer
     (in a process of its own: freezing the test process would keep what the suite made so far)."""
-    import subprocess
-    import sys
-
     script = ("import asyncio, gc\n"
               "from bot.emulator.__main__ import _settle_heap_forever\n"
               "kept = [{'message': i} for i in range(1000)]\n"
