@@ -8,11 +8,16 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.fastjson import json_dumps, json_loads
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A pooled server connection is checked with a ping before use only when it has been idle this long
+# (`ping_when_idle`); one in use a moment ago is taken as it is
+PING_AFTER_IDLE_S = 5.0
+_LAST_USED = "leadbot_last_used"
 # the JSON columns (FSM data, answers, the replies kept with each update...) through orjson: the standard
 # library's encoder and decoder were 4 % of an update's CPU in the profile
 JSON_COLUMNS: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": json_loads}
@@ -66,7 +71,38 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True, **JSON_COLUMNS)
+    engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, **JSON_COLUMNS)
+    ping_when_idle(engine)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine) -> None:
+    """SQLAlchemy's `pool_pre_ping`, but only for a connection that has sat in the pool `PING_AFTER_IDLE_S`
+    or more.
+
+    The pre-ping is a round trip before every transaction: on PostgreSQL one of an update's seven, about a
+    tenth of the bot's CPU for an update in the profile (each round trip is a send, a wake-up and a read).
+    A connection the pool handed out a moment ago is as alive as the ping would say. After a quiet spell
+    (the server restarted overnight, a proxy dropped idle sockets) the ping runs as before, and a dead
+    connection is replaced before anything uses it. A server that goes away under load fails the
+    statements already on its connections either way: the unit of work takes that as transient (the update
+    is handled again), and SQLAlchemy then renews the whole pool."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _used(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get(_LAST_USED)
+        if last is None or time.monotonic() - last < PING_AFTER_IDLE_S:  # brand new, or in use a moment ago
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"the idle connection did not answer a ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("the idle connection did not answer a ping")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,0 +1,84 @@
+"""A pooled PostgreSQL connection is pinged before use only after sitting idle (`bot.db.engine.ping_when_idle`):
+no round trip of its own under load, and a connection the server dropped meanwhile is replaced unseen."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import bot.db.engine as engine_module
+from bot.db.engine import create_engine
+from bot.middlewares import is_transient
+from tests.db.conftest import PG_ADMIN_URL, _dsn
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    created = create_engine(pg_url)
+    yield created
+    await created.dispose()
+
+
+def count_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    real = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", do_ping)
+    return pings
+
+
+async def backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+
+async def terminate(pid: int) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(_dsn(PG_ADMIN_URL), timeout=5)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(100):  # until the server has really let it go
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                return
+            await admin.execute("SELECT pg_sleep(0.02)")
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_in_use_a_moment_ago_is_not_pinged(engine, monkeypatch):
+    pings = count_pings(engine, monkeypatch)
+    first = await backend_pid(engine)
+    for _ in range(5):
+        assert await backend_pid(engine) == first  # the same pooled connection each time
+    assert pings == []
+
+
+async def test_an_idle_connection_the_server_dropped_is_replaced_before_use(engine, monkeypatch):
+    pings = count_pings(engine, monkeypatch)
+    dropped = await backend_pid(engine)
+    await terminate(dropped)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 0.0)  # every connection has now been idle long enough
+    fresh = await backend_pid(engine)  # no error: the ping found it dead and the pool connected anew
+    assert fresh != dropped
+    assert pings, "the idle connection was not pinged"
+
+
+async def test_a_connection_dropped_while_in_use_fails_as_transient_and_the_pool_recovers(engine, monkeypatch):
+    dropped = await backend_pid(engine)
+    await terminate(dropped)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 3600.0)  # not idle: used without a ping
+    with pytest.raises(DBAPIError) as failure:
+        await backend_pid(engine)
+    assert is_transient(failure.value)  # so the unit of work has the update handled again, not dead-lettered
+    assert await backend_pid(engine) != dropped
