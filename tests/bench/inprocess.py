@@ -1,5 +1,6 @@
 """The bot's own CPU per update, without HTTP: the whole dialogue (`load.DIALOGUE`) fed to the real app's
-dispatcher in this process, one update at a time, on SQLite, with the Bot API answered by a stub.
+dispatcher in this process, one update at a time, on SQLite (or PostgreSQL, `--db postgres`), with the Bot
+API answered by a stub.
 
 It measures what the bot's code costs (middlewares, handlers, the database, building the replies and
 parsing Telegram's answers) apart from the network and the emulator, in rounds, and prints the fastest
@@ -128,39 +129,49 @@ class Feeder:
 
 
 async def measure(rounds: int, prospects: int, warmup: int = 5,
-                  counting: Callable[[bool], None] | None = None) -> dict[str, Any]:
+                  counting: Callable[[bool], None] | None = None, db: str = "sqlite") -> dict[str, Any]:
+    if db == "postgres":
+        from tests.bench.harness import postgres_database
+
+        async with postgres_database("inprocess") as database:
+            return await _measure(database.url, rounds, prospects, warmup, counting)
+    with tempfile.TemporaryDirectory() as folder:
+        return await _measure(f"sqlite+aiosqlite:///{Path(folder)}/b.db", rounds, prospects, warmup, counting)
+
+
+async def _measure(database_url: str, rounds: int, prospects: int, warmup: int,
+                   counting: Callable[[bool], None] | None) -> dict[str, Any]:
     from bot.app import create_app
     from bot.settings import Settings
 
-    with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(_env_file=None, bot_token=TOKEN, database_url=f"sqlite+aiosqlite:///{Path(folder)}/b.db",
-                            staff_chat_id=-100500, manager_ids=[701], admin_ids=[900], digest="off",
-                            telegram_api_url="http://127.0.0.1:9")
-        stub = StubSession()
-        bot = Bot(TOKEN, session=stub, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
-                                                                     link_preview_is_disabled=True))
-        app = await create_app(settings, bot=bot, with_delivery=False)
-        try:
-            await bot.me()
-            feeder, uids = Feeder(app, bot, stub), itertools.count(10_000)
-            for _ in range(warmup):
+    settings = Settings(_env_file=None, bot_token=TOKEN, database_url=database_url,
+                        staff_chat_id=-100500, manager_ids=[701], admin_ids=[900], digest="off",
+                        telegram_api_url="http://127.0.0.1:9")
+    stub = StubSession()
+    bot = Bot(TOKEN, session=stub, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
+                                                                 link_preview_is_disabled=True))
+    app = await create_app(settings, bot=bot, with_delivery=False)
+    try:
+        await bot.me()
+        feeder, uids = Feeder(app, bot, stub), itertools.count(10_000)
+        for _ in range(warmup):
+            await feeder.dialogue(next(uids))
+        per_update: list[float] = []
+        calls_before = stub.calls
+        if counting is not None:
+            counting(True)
+        for _ in range(rounds):
+            started = time.process_time()
+            for _ in range(prospects):
                 await feeder.dialogue(next(uids))
-            per_update: list[float] = []
-            calls_before = stub.calls
-            if counting is not None:
-                counting(True)
-            for _ in range(rounds):
-                started = time.process_time()
-                for _ in range(prospects):
-                    await feeder.dialogue(next(uids))
-                per_update.append((time.process_time() - started) * 1000 / (prospects * len(DIALOGUE)))
-            if counting is not None:
-                counting(False)
-            async with app.session_factory() as session:  # every dialogue really went through
-                leads = await session.scalar(select(func.count()).select_from(Lead))
-                failed = await session.scalar(select(func.count()).select_from(DeadLetter))
-        finally:
-            await app.close()
+            per_update.append((time.process_time() - started) * 1000 / (prospects * len(DIALOGUE)))
+        if counting is not None:
+            counting(False)
+        async with app.session_factory() as session:  # every dialogue really went through
+            leads = await session.scalar(select(func.count()).select_from(Lead))
+            failed = await session.scalar(select(func.count()).select_from(DeadLetter))
+    finally:
+        await app.close()
     updates = rounds * prospects * len(DIALOGUE)
     return {"updates": updates, "leads": leads, "dialogues": warmup + rounds * prospects, "dead_letters": failed,
             "cpu_ms_per_update_min": round(min(per_update), 3),
@@ -176,7 +187,7 @@ def _callgrind_counting(on: bool) -> None:
                    check=True, capture_output=True)
 
 
-def count_instructions(rounds: int, prospects: int) -> dict[str, Any]:
+def count_instructions(rounds: int, prospects: int, db: str = "sqlite") -> dict[str, Any]:
     """This benchmark again under callgrind, counting only the measured rounds."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
@@ -184,7 +195,8 @@ def count_instructions(rounds: int, prospects: int) -> dict[str, Any]:
         out = Path(folder) / "callgrind.out"
         child = subprocess.run(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-             sys.executable, "-m", "tests.bench.inprocess", "--rounds", str(rounds), "--prospects", str(prospects)],
+             sys.executable, "-m", "tests.bench.inprocess", "--rounds", str(rounds), "--prospects", str(prospects),
+             "--db", db],
             env={**os.environ, UNDER_CALLGRIND: "1", "PYTHONHASHSEED": "0"}, capture_output=True, text=True,
             check=True,
         )
@@ -203,12 +215,14 @@ def main() -> None:
     parser.add_argument("--prospects", type=int, default=5, help="dialogues per round")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per update under callgrind (repeatable; see above)")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite",
+                        help="postgres: a fresh database on the bench's server (only the bot's side is counted)")
     args = parser.parse_args()
     if args.instructions:
-        print(json.dumps(count_instructions(args.rounds, args.prospects)))
+        print(json.dumps(count_instructions(args.rounds, args.prospects, args.db)))
         return
     counting = _callgrind_counting if os.environ.get(UNDER_CALLGRIND) else None
-    print(json.dumps(asyncio.run(measure(args.rounds, args.prospects, counting=counting))))
+    print(json.dumps(asyncio.run(measure(args.rounds, args.prospects, counting=counting, db=args.db))))
 
 
 if __name__ == "__main__":
