@@ -56,7 +56,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
-    insert,
     literal,
     literal_column,
     null,
@@ -67,8 +66,10 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect
+from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect, utcnow
 from bot.db.sqlite_driver import closes_in_place, in_place
+from bot.db.tail import Deferred
+from bot.db.tail import defer as defer_write
 from bot.i18n import Translator
 from bot.logs import mask
 from bot.outbox import OUTBOX_QUEUED
@@ -256,8 +257,10 @@ SEEN_UPDATE_QUERY = select(literal(SEEN_UPDATE).label("kind"), ProcessedUpdate.r
 SEEN_QUERY = union_all(SEEN_UPDATE_QUERY, select(literal(SEEN_MESSAGE), null()).where(
     ProcessedMessage.chat_id == bindparam("chat_id"), ProcessedMessage.message_id == bindparam("message_id")
 )).order_by("kind")
-MARK_UPDATE = insert(ProcessedUpdate.__table__)
-MARK_MESSAGE = insert(ProcessedMessage.__table__)
+# written just before the commit, with the update's other last writes (`bot.db.tail`)
+MARK_UPDATE = Deferred.insert("mark_update", ProcessedUpdate.__table__,
+                              ("update_id", "replies", "chat_id", "processed_at"))
+MARK_MESSAGE = Deferred.insert("mark_message", ProcessedMessage.__table__, ("chat_id", "message_id", "processed_at"))
 
 
 def _first_read(message: bool, fsm: bool) -> Select[Any]:
@@ -364,7 +367,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             failure: Exception | None = None
             try:
                 result = await handler(event, data)
-                await self._mark_handled(session, event, replies, data["bot"])
+                self._mark_handled(session, event, replies, data["bot"])
                 await session.commit()
             except Exception as exc:  # a poison update must not stop the bot
                 with contextlib.suppress(Exception):
@@ -432,15 +435,18 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         return self.fsm.storage.key_of(context.key) if context is not None else None  # type: ignore[attr-defined]
 
     @staticmethod
-    async def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer, bot: Bot) -> None:
-        """The dedupe markers, in the update's transaction (one INSERT each, the replies with the first)."""
+    def _mark_handled(session: AsyncSession, update: Update, replies: ReplyBuffer, bot: Bot) -> None:
+        """The dedupe markers, in the update's transaction (one INSERT each, the replies with the first),
+        written as it commits."""
         stored = dump(replies, bot)
-        await session.execute(MARK_UPDATE, {
+        now = utcnow()
+        defer_write(session, MARK_UPDATE, {
             "update_id": update.update_id, "replies": stored, "chat_id": update_chat_id(update) if stored else None,
+            "processed_at": now,
         })
         if update.message is not None:
-            await session.execute(MARK_MESSAGE, {
-                "chat_id": update.message.chat.id, "message_id": update.message.message_id,
+            defer_write(session, MARK_MESSAGE, {
+                "chat_id": update.message.chat.id, "message_id": update.message.message_id, "processed_at": now,
             })
 
     async def _dead_letter(self, update: Update, exc: Exception, data: dict[str, Any]) -> None:

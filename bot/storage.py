@@ -7,7 +7,8 @@ Outside an update (tests, tools) it opens and commits a short session of its own
 
 A key is read once per session, with a Core statement, and kept in `session.info`; what aiogram sets
 (state and data, several times an update) is written once, as one INSERT or UPDATE, just before the
-session commits (the `before_commit` event below); a rollback forgets it. The ORM's unit of work (an
+session commits, with the update's other last writes (`bot.db.tail`: one statement on PostgreSQL); a
+rollback forgets it. The ORM's unit of work (an
 identity-mapped object per key, its change tracking and flush) cost an update about a tenth of its CPU
 for what is a key-value row.
 """
@@ -21,19 +22,20 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from bot.db.models import FSMRecord
+from bot.db.models import FSMRecord, utcnow
+from bot.db.tail import Deferred, collect, defer
 
 FSM_CACHE = "fsm_records"
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
 
 _table = FSMRecord.__table__
 READ = select(_table.c.state, _table.c.data).where(_table.c.key == bindparam("fsm_key"))
-INSERT = insert(_table)
-UPDATE = update(_table).where(_table.c.key == bindparam("fsm_key"))  # SET: the state and data given
+INSERT = Deferred.insert("fsm_insert", _table, ("key", "state", "data", "updated_at"))
+UPDATE = Deferred.update("fsm_update", _table, ("state", "data", "updated_at"), keys={"key": "fsm_key"})
 
 
 @dataclass(slots=True)
@@ -60,16 +62,16 @@ def seed(session: Session | AsyncSession, key: str, found: tuple[str | None, dic
     _cache(session).setdefault(key, _Row.of(found))
 
 
-@event.listens_for(Session, "before_commit")
+@collect
 def _write_back(session: Session) -> None:
-    """What this session's updates set, one statement per key, in the transaction being committed."""
+    """What this session's updates set, one write per key, in the transaction being committed."""
     for key, row in session.info.get(FSM_CACHE, {}).items():
         if not row.dirty:
             continue
         if row.stored:
-            session.execute(UPDATE, {"fsm_key": key, "state": row.state, "data": row.data})
+            defer(session, UPDATE, {"fsm_key": key, "state": row.state, "data": row.data, "updated_at": utcnow()})
         elif row.state is not None or row.data:  # an empty record is not created
-            session.execute(INSERT, {"key": key, "state": row.state, "data": row.data})
+            defer(session, INSERT, {"key": key, "state": row.state, "data": row.data, "updated_at": utcnow()})
             row.stored = True
         row.dirty = False
 

@@ -313,9 +313,9 @@ async def test_a_crash_between_the_commit_and_the_replies_gets_them_when_the_upd
     seen: list[Any] = []
     real_mark = middlewares.UnitOfWorkMiddleware._mark_handled
 
-    async def mark(session: Any, update: Any, replies: Any, bot: Any) -> None:
+    def mark(session: Any, update: Any, replies: Any, bot: Any) -> None:
         seen.append(update)
-        await real_mark(session, update, replies, bot)
+        real_mark(session, update, replies, bot)
 
     async def crash(*args: Any, **kw: Any) -> None:  # the process is gone: nothing is sent
         return None

@@ -1,0 +1,115 @@
+"""The writes an update makes last, held until just before its commit and sent there together.
+
+Every update ends with the same small writes: its dedupe markers (`bot.middlewares`) and its FSM row
+(`bot.storage`). Each was a statement of its own, and on PostgreSQL each statement is a round trip: a send,
+a wake-up and a read, about 0.15 ms of the bot's CPU apiece in the profile, more than the statement
+itself. Here they wait in the session (`defer`) and go out in `before_commit`:
+
+* on PostgreSQL, as one statement: all but the last as data-modifying WITH clauses of the last
+  (`WITH w0 AS (INSERT ...), w1 AS (INSERT ...) UPDATE ...`). They run in one snapshot, which is what
+  they need: each touches a table of its own and none reads another's rows. A failing one (a duplicate
+  marker) fails the statement, and so the transaction, as it did alone;
+* elsewhere (SQLite, where a statement is a call in this process and costs no round trip), one by one.
+
+A rollback drops what is waiting, with the rest of the transaction.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Insert, Table, Update, bindparam, event
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import update as sa_update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+TAIL = "leadbot_tail"
+_Statement = Insert | Update
+
+
+class Deferred:
+    """A kind of deferred write: `build(prefix)` makes its statement (one INSERT or UPDATE), each of its
+    parameters named `prefix` + the name the caller gives it a value under."""
+
+    __slots__ = ("build", "name", "plain")
+
+    def __init__(self, name: str, build: Callable[[str], _Statement]) -> None:
+        self.name, self.build = name, build
+        self.plain = build("")
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.name!r})"
+
+    @classmethod
+    def insert(cls, name: str, table: Table, columns: Sequence[str]) -> Deferred:
+        """An INSERT of one row into `table`, a value for every one of `columns` given each time."""
+        return cls(name, lambda prefix: sa_insert(table).values(_binds(table, columns, prefix)))
+
+    @classmethod
+    def update(cls, name: str, table: Table, columns: Sequence[str], keys: dict[str, str]) -> Deferred:
+        """An UPDATE of `columns` in the row of `table` that `keys` pick: column -> the name of its value,
+        not the column's own (SQLAlchemy keeps those for the values set)."""
+        return cls(name, lambda prefix: sa_update(table).where(
+            *(table.c[column] == bindparam(prefix + given, type_=table.c[column].type) for column, given in keys.items())
+        ).values(_binds(table, columns, prefix)))
+
+
+def _binds(table: Table, columns: Sequence[str], prefix: str) -> dict[str, Any]:
+    return {c: bindparam(prefix + c, type_=table.c[c].type) for c in columns}
+
+
+def defer(session: Session | AsyncSession, write: Deferred, params: dict[str, Any]) -> None:
+    """`write` with `params` (by column), in this session's transaction, just before it commits."""
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    if not sync.in_transaction():  # so that a rollback, which ends only a begun one, drops it too
+        sync.begin()  # no I/O: the connection is taken at the first statement
+    sync.info.setdefault(TAIL, []).append((write, params))
+
+
+_collectors: list[Callable[[Session], None]] = []
+
+
+def collect(collector: Callable[[Session], None]) -> Callable[[Session], None]:
+    """Have `collector(session)` run at each commit before the waiting writes go, to defer its own
+    (the FSM storage writes back what an update set)."""
+    _collectors.append(collector)
+    return collector
+
+
+_combined: dict[tuple[Deferred, ...], _Statement] = {}
+
+
+def combined(writes: tuple[Deferred, ...]) -> _Statement:
+    """One statement for these writes in this order, built once for each such sequence."""
+    statement = _combined.get(writes)
+    if statement is None:
+        *first, last = (write.build(f"w{n}_") for n, write in enumerate(writes))
+        statement = last
+        for n, part in enumerate(first):
+            statement = statement.add_cte(part.cte(f"w{n}"))
+        _combined[writes] = statement
+    return statement
+
+
+@event.listens_for(Session, "before_commit")
+def _send(session: Session) -> None:
+    for collector in _collectors:
+        collector(session)
+    waiting: list[tuple[Deferred, dict[str, Any]]] | None = session.info.pop(TAIL, None)
+    if not waiting:
+        return
+    if len(waiting) == 1 or session.get_bind().dialect.name != "postgresql":  # (DML in WITH clauses)
+        for write, params in waiting:
+            session.execute(write.plain, params)
+        return
+    merged: dict[str, Any] = {}
+    for n, (write, params) in enumerate(waiting):
+        prefix = f"w{n}_"
+        merged.update({prefix + name: value for name, value in params.items()})
+    session.execute(combined(tuple(write for write, _ in waiting)), merged)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop(session: Session) -> None:
+    session.info.pop(TAIL, None)
