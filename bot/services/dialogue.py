@@ -6,25 +6,31 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, update
+from sqlalchemy import Integer, Update, bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import DialogueRun, Lead, Prospect, utcnow
+from bot.db.tail import Deferred, defer
 from bot.services import leads
 from funnel import Dialogue, Funnel, Step
 
 CONTACT_KINDS = {"name", "phone", "email"}
 
 # How far a run got, written as one UPDATE per step (no row loaded: the ORM's load, change tracking and
-# flush of the run cost more than the rest of a step's statements together)
+# flush of the run cost more than the rest of a step's statements together), with the update's other
+# last writes at its commit (`bot.db.tail`)
 _runs = DialogueRun.__table__
-ADVANCE_RUN = update(_runs).where(_runs.c.id == bindparam("run_id")).values(
-    last_step=bindparam("step_key"),
-    max_step_index=case(
-        (_runs.c.max_step_index < bindparam("step_index", type_=Integer), bindparam("step_index", type_=Integer)),
-        else_=_runs.c.max_step_index,
-    ),
-)
+
+
+def _advance_run(prefix: str) -> Update:
+    index = bindparam(prefix + "step_index", type_=Integer)
+    return update(_runs).where(_runs.c.id == bindparam(prefix + "run_id")).values(
+        last_step=bindparam(prefix + "step_key"),
+        max_step_index=case((_runs.c.max_step_index < index, index), else_=_runs.c.max_step_index),
+    )
+
+
+ADVANCE_RUN = Deferred("advance_run", _advance_run)
 END_RUN = update(_runs).where(_runs.c.id == bindparam("run_id"))  # SET: the values given
 
 
@@ -79,7 +85,7 @@ async def enter(session: AsyncSession, dialogue: Dialogue, conv: Conversation, s
     conv.step = step.key if step else None
     if conv.run_id:
         last_step, index = _progress(dialogue, step)
-        await session.execute(ADVANCE_RUN, {"run_id": conv.run_id, "step_key": last_step, "step_index": index})
+        defer(session, ADVANCE_RUN, {"run_id": conv.run_id, "step_key": last_step, "step_index": index})
 
 
 def _progress(dialogue: Dialogue, step: Step | None) -> tuple[str, int]:

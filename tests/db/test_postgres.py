@@ -231,3 +231,40 @@ async def test_a_whole_dialogue_on_postgres(make_settings, emulator, client, pg_
         assert len(staff) == 1 and f"#{lead.id}" in staff[0]["text"]
     finally:
         await running.stop()
+
+
+async def test_a_button_press_on_postgres_is_one_read_and_one_write(make_settings, emulator, client, pg_url):
+    """A press in the middle of the dialogue: its first read (markers, prospect, FSM row) and its last
+    writes (the run's progress, the update's marker, the FSM row) as one statement each (`bot.db.tail`),
+    so with BEGIN and COMMIT four round trips, and every one of those writes is in the database after."""
+    from bot.app import create_app
+    from tests.dialogue.test_dialogue_flow import Chat, statements_of, to_phone
+
+    app = await create_app(make_settings(database_url=pg_url))
+    running = RunningApp(app, emulator)
+    await running.start()
+    try:
+        chat = Chat(running, client, user(BIG_TG_ID, "Alice", "en"))
+        await to_phone(chat)
+        await chat.share_contact("+380671234567")
+        await chat.say("alice@example.com")
+        async with running.session() as session:
+            updates_before = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+            before = await session.scalar(select(DialogueRun))
+        assert before.last_step == "need"
+        with statements_of(running) as statements:
+            asked = await chat.press("A custom project")
+        assert "Over $20,000" in str(asked)
+        ours = [s for s in statements if "outbox" not in s]  # the delivery worker looks at the outbox meanwhile
+        assert len(ours) == 2, ours
+        assert ours[0].startswith("SELECT") and "fsm_states" in ours[0]
+        assert ours[1].startswith("WITH w0 AS (UPDATE dialogue_runs") and "INSERT INTO processed_updates" in ours[1]
+        assert "UPDATE fsm_states" in ours[1]
+        state, data = await chat.state()
+        assert state == "Flow:step" and data["step"] == "budget" and data["answers"]["need"] == "custom_project"
+        async with running.session() as session:
+            run = await session.scalar(select(DialogueRun))
+            assert run.last_step == "budget" and run.max_step_index == before.max_step_index + 1
+            assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == updates_before + 1
+    finally:
+        await running.stop()
