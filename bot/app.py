@@ -81,7 +81,7 @@ async def create_app(settings: Settings, *, bot: Bot | None = None, with_deliver
     run_filters_in_place()  # not through the thread pool (bot/inline_filters.py)
     funnel = load_funnel(settings.funnel_file)
     translator = Translator(settings.default_locale)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     await create_schema(engine)
     session_factory = create_session_factory(engine)
     staff = StaffChat(settings.staff_chat_id)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     # Storage
     database_url: str = "sqlite+aiosqlite:///data/leadbot.db"
+    # PostgreSQL: connections kept open (an update holds one from its first read to its commit); none is
+    # opened beyond them, updates wait their turn instead
+    database_pool_size: int = Field(default=20, ge=1, le=500)
     redis_url: str | None = None  # conversation state shared across replicas
 
     # People and places

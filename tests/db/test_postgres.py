@@ -240,7 +240,8 @@ async def test_a_button_press_on_postgres_is_one_read_and_one_write(make_setting
     from bot.app import create_app
     from tests.dialogue.test_dialogue_flow import Chat, statements_of, to_phone
 
-    app = await create_app(make_settings(database_url=pg_url))
+    app = await create_app(make_settings(database_url=pg_url, database_pool_size=4))
+    assert app.engine.pool.size() == 4  # DATABASE_POOL_SIZE
     running = RunningApp(app, emulator)
     await running.start()
     try:

@@ -1,12 +1,14 @@
-"""A pooled PostgreSQL connection is pinged before use only after sitting idle (`bot.db.engine.ping_when_idle`):
-no round trip of its own under load, and a connection the server dropped meanwhile is replaced unseen."""
+"""The PostgreSQL pool (`bot.db.engine`): a fixed set of connections, kept open under any burst, and a pooled
+connection pinged before use only after sitting idle (`ping_when_idle`): no round trip of its own under load,
+and a connection the server dropped meanwhile is replaced unseen."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -82,3 +84,30 @@ async def test_a_connection_dropped_while_in_use_fails_as_transient_and_the_pool
         await backend_pid(engine)
     assert is_transient(failure.value)  # so the unit of work has the update handled again, not dead-lettered
     assert await backend_pid(engine) != dropped
+
+
+async def test_a_burst_waits_for_the_pool_and_opens_no_connection_beyond_it(pg_url):
+    engine = create_engine(pg_url, pool_size=3)
+    opened: list[int] = []
+    closed: list[int] = []
+    event.listen(engine.sync_engine, "connect", lambda *args: opened.append(1))
+    event.listen(engine.sync_engine, "close", lambda *args: closed.append(1))
+    busiest = 0
+    inside = 0
+
+    async def transaction(n: int) -> int:
+        nonlocal busiest, inside
+        async with engine.begin() as connection:
+            inside += 1
+            busiest = max(busiest, inside)
+            value = (await connection.execute(text("SELECT CAST(:n AS integer) FROM pg_sleep(0.005)"), {"n": n})).scalar_one()
+            inside -= 1
+            return value
+
+    try:
+        for _ in range(3):  # bursts, as under a campaign: 40 updates at once, each wanting a connection
+            assert await asyncio.gather(*(transaction(n) for n in range(40))) == list(range(40))
+        assert busiest == 3
+        assert len(opened) == 3 and closed == []  # none opened beyond the pool, none closed and opened again
+    finally:
+        await engine.dispose()
