@@ -99,15 +99,17 @@ def _send(session: Session) -> None:
     waiting: list[tuple[Deferred, dict[str, Any]]] | None = session.info.pop(TAIL, None)
     if not waiting:
         return
-    if len(waiting) == 1 or session.get_bind().dialect.name != "postgresql":  # (DML in WITH clauses)
+    session.flush()  # the ORM's changes first, as a session.execute would (rows these may refer to)
+    connection = session.connection()
+    if len(waiting) == 1 or connection.dialect.name != "postgresql":  # (DML in WITH clauses)
         for write, params in waiting:
-            session.execute(write.plain, params)
+            connection.execute(write.plain, params)
         return
     merged: dict[str, Any] = {}
     for n, (write, params) in enumerate(waiting):
         prefix = f"w{n}_"
         merged.update({prefix + name: value for name, value in params.items()})
-    session.execute(combined(tuple(write for write, _ in waiting)), merged)
+    connection.execute(combined(tuple(write for write, _ in waiting)), merged)
 
 
 @event.listens_for(Session, "after_rollback")
