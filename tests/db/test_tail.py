@@ -116,3 +116,15 @@ async def test_a_single_waiting_write_goes_as_the_plain_statement(database):
         ["INSERT", "INTO", "processed_updates"]]
     async with factory() as session:
         assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 1
+
+
+async def test_the_waiting_writes_go_after_the_orm_changes_of_the_same_session(database):
+    """As a `session.execute` would, after an autoflush: a write may refer to a row the ORM has not sent yet."""
+    from bot.storage import UPDATE as FSM_UPDATE
+
+    _, factory, _ = database
+    async with factory() as session:
+        session.add(FSMRecord(key="k", state="Flow:name", data={}))  # pending, not flushed
+        defer(session, FSM_UPDATE, {"fsm_key": "k", "state": "Flow:phone", "data": {"a": 1}, "updated_at": utcnow()})
+        await session.commit()
+    assert (await rows(factory))[2] == ("Flow:phone", {"a": 1})
