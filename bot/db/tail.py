@@ -6,9 +6,10 @@ a wake-up and a read, about 0.15 ms of the bot's CPU apiece in the profile, more
 itself. Here they wait in the session (`defer`) and go out in `before_commit`:
 
 * on PostgreSQL, as one statement: all but the last as data-modifying WITH clauses of the last
-  (`WITH w0 AS (INSERT ...), w1 AS (INSERT ...) UPDATE ...`). They run in one snapshot, which is what
-  they need: each touches a table of its own and none reads another's rows. A failing one (a duplicate
-  marker) fails the statement, and so the transaction, as it did alone;
+  (`WITH w0 AS (INSERT ...), w1 AS (INSERT ...) UPDATE ...`). They run in one snapshot, and none sees
+  another's changes: so two writes of the same table never share a statement (PostgreSQL applies only
+  one of two changes to the same row there); the second starts the next statement. A failing one (a
+  duplicate marker) fails the statement, and so the transaction, as it did alone;
 * elsewhere (SQLite, where a statement is a call in this process and costs no round trip), one by one.
 
 A rollback drops what is waiting, with the rest of the transaction.
@@ -32,11 +33,12 @@ class Deferred:
     """A kind of deferred write: `build(prefix)` makes its statement (one INSERT or UPDATE), each of its
     parameters named `prefix` + the name the caller gives it a value under."""
 
-    __slots__ = ("build", "name", "plain")
+    __slots__ = ("build", "name", "plain", "table")
 
     def __init__(self, name: str, build: Callable[[str], _Statement]) -> None:
         self.name, self.build = name, build
         self.plain = build("")
+        self.table = self.plain.table
 
     def __repr__(self) -> str:
         return f"Deferred({self.name!r})"
@@ -105,11 +107,28 @@ def _send(session: Session) -> None:
         for write, params in waiting:
             connection.execute(write.plain, params)
         return
-    merged: dict[str, Any] = {}
-    for n, (write, params) in enumerate(waiting):
-        prefix = f"w{n}_"
-        merged.update({prefix + name: value for name, value in params.items()})
-    connection.execute(combined(tuple(write for write, _ in waiting)), merged)
+    for batch in _batches(waiting):
+        if len(batch) == 1:
+            connection.execute(batch[0][0].plain, batch[0][1])
+            continue
+        merged: dict[str, Any] = {}
+        for n, (_write, params) in enumerate(batch):
+            prefix = f"w{n}_"
+            merged.update({prefix + name: value for name, value in params.items()})
+        connection.execute(combined(tuple(write for write, _ in batch)), merged)
+
+
+def _batches(waiting: list[tuple[Deferred, dict[str, Any]]]) -> list[list[tuple[Deferred, dict[str, Any]]]]:
+    """The writes in order, cut before any that writes a table the statement being built already writes."""
+    batches: list[list[tuple[Deferred, dict[str, Any]]]] = [[]]
+    tables: set[Any] = set()
+    for write, params in waiting:
+        if write.table in tables:
+            batches.append([])
+            tables = set()
+        batches[-1].append((write, params))
+        tables.add(write.table)
+    return batches
 
 
 @event.listens_for(Session, "after_rollback")

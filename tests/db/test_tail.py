@@ -128,3 +128,24 @@ async def test_the_waiting_writes_go_after_the_orm_changes_of_the_same_session(d
         defer(session, FSM_UPDATE, {"fsm_key": "k", "state": "Flow:phone", "data": {"a": 1}, "updated_at": utcnow()})
         await session.commit()
     assert (await rows(factory))[2] == ("Flow:phone", {"a": 1})
+
+
+async def test_two_writes_of_one_table_never_share_a_statement(database):
+    """In one statement PostgreSQL applies only one of two changes to the same row, so the second write of a
+    table starts the next statement: both land, in order."""
+    from bot.storage import UPDATE as FSM_UPDATE
+
+    kind, factory, statements = database
+    async with factory() as session:
+        session.add(FSMRecord(key="k", state="Flow:name", data={}))
+        await session.commit()
+    statements.clear()
+    async with factory() as session:
+        mark(session, 1, 11)
+        for state in ("Flow:phone", "Flow:email"):
+            defer(session, FSM_UPDATE, {"fsm_key": "k", "state": state, "data": {"s": state}, "updated_at": utcnow()})
+        await session.commit()
+    written = [s for s in statements if not s.startswith("SELECT")]
+    if kind == "postgresql":  # markers and the first FSM change together, the second FSM change alone
+        assert len(written) == 2 and written[0].startswith("WITH") and written[1].startswith("UPDATE fsm_states")
+    assert await rows(factory) == ([1], [11], ("Flow:email", {"s": "Flow:email"}))
