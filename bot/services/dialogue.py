@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, Update, bindparam, case, update
+from sqlalchemy import Integer, Update, bindparam, case, inspect, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.db.models import DialogueRun, Lead, Prospect, utcnow
 from bot.db.tail import Deferred, defer
@@ -100,12 +101,12 @@ def store(conv: Conversation, prospect: Prospect, step: Step, value: str, *, ver
     if step.key in conv.skipped:
         conv.skipped.remove(step.key)
     if step.kind == "name":
-        prospect.name = value
+        write_prospect(prospect, name=value)
     elif step.kind == "phone":
-        prospect.phone, prospect.phone_verified = value, verified
+        write_prospect(prospect, phone=value, phone_verified=verified)
         conv.verified = verified
     elif step.kind == "email":
-        prospect.email = value
+        write_prospect(prospect, email=value)
 
 
 def skip(conv: Conversation, prospect: Prospect, step: Step) -> None:
@@ -113,7 +114,31 @@ def skip(conv: Conversation, prospect: Prospect, step: Step) -> None:
     if step.key not in conv.skipped:
         conv.skipped.append(step.key)
     if step.kind == "email":
-        prospect.email = None
+        write_prospect(prospect, email=None)
+
+
+_prospects = Prospect.__table__
+_PROSPECT_WRITES: dict[tuple[str, ...], Deferred] = {}
+
+
+def write_prospect(prospect: Prospect, **values: Any) -> None:
+    """Set the prospect's contact fields as the dialogue gathers them: on the object as if already stored,
+    and in the database with the update's other last writes (`bot.db.tail`: no ORM flush of its own, and no
+    round trip of its own on PostgreSQL). A prospect the ORM has not inserted yet just takes the values."""
+    state = inspect(prospect)
+    if not state.persistent:
+        for column, value in values.items():
+            setattr(prospect, column, value)
+        return
+    values["updated_at"] = utcnow()  # as the column's onupdate would
+    columns = tuple(sorted(values))
+    write = _PROSPECT_WRITES.get(columns)
+    if write is None:
+        write = _PROSPECT_WRITES[columns] = Deferred.update(
+            "prospect_" + "_".join(columns), _prospects, columns, keys={"id": "prospect_id"})
+    for column, value in values.items():
+        set_committed_value(prospect, column, value)
+    defer(state.session, write, {**values, "prospect_id": prospect.id})
 
 
 def following(dialogue: Dialogue, conv: Conversation, current: Step) -> Step | None:
@@ -129,7 +154,7 @@ def following(dialogue: Dialogue, conv: Conversation, current: Step) -> Step | N
 
 
 async def consent(session: AsyncSession, prospect: Prospect, conv: Conversation) -> None:
-    prospect.consent_at = utcnow()
+    write_prospect(prospect, consent_at=utcnow())
     conv.answers["consent"] = "yes"
 
 

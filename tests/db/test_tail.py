@@ -130,6 +130,43 @@ async def test_the_waiting_writes_go_after_the_orm_changes_of_the_same_session(d
     assert (await rows(factory))[2] == ("Flow:phone", {"a": 1})
 
 
+async def test_a_prospects_contact_fields_are_written_with_the_last_writes(database):
+    """`write_prospect`: the object shows the values at once, the ORM does not flush them, and the row gets
+    them (and a new `updated_at`) with the update's other last writes; a rollback keeps the old ones."""
+    from bot.db.models import Prospect
+    from bot.services.dialogue import write_prospect
+
+    _, factory, statements = database
+    async with factory() as session:
+        pending = Prospect(tg_id=8_123_456_789, chat_id=8_123_456_789, first_name="Ann")
+        session.add(pending)
+        write_prospect(pending, name="Ann Lee")  # not inserted yet: the INSERT carries it
+        await session.commit()
+        before = pending.updated_at
+    async with factory() as session:
+        prospect = await session.get(Prospect, pending.id)
+        assert prospect.name == "Ann Lee"
+        statements.clear()
+        write_prospect(prospect, phone="+380671234567", phone_verified=True)
+        write_prospect(prospect, email="ann@example.com")
+        assert (prospect.phone, prospect.phone_verified, prospect.email) == ("+380671234567", True, "ann@example.com")
+        assert not session.dirty  # nothing for the ORM to flush
+        mark(session, 9)
+        await session.flush()
+        assert not [s for s in statements if "prospects" in s and not s.startswith("SELECT")]
+        await session.commit()
+    assert [s for s in statements if "UPDATE prospects" in s]
+    async with factory() as session:
+        stored = await session.get(Prospect, pending.id)
+        assert (stored.name, stored.phone, stored.phone_verified, stored.email) == (
+            "Ann Lee", "+380671234567", True, "ann@example.com")
+        assert stored.updated_at > before
+        write_prospect(stored, email="other@example.com")
+        await session.rollback()
+    async with factory() as session:
+        assert (await session.get(Prospect, pending.id)).email == "ann@example.com"
+
+
 async def test_two_writes_of_one_table_never_share_a_statement(database):
     """In one statement PostgreSQL applies only one of two changes to the same row, so the second write of a
     table starts the next statement: both land, in order."""
