@@ -124,7 +124,9 @@ _PROSPECT_WRITES: dict[tuple[str, ...], Deferred] = {}
 def write_prospect(prospect: Prospect, **values: Any) -> None:
     """Set the prospect's contact fields as the dialogue gathers them: on the object as if already stored,
     and in the database with the update's other last writes (`bot.db.tail`: no ORM flush of its own, and no
-    round trip of its own on PostgreSQL). A prospect the ORM has not inserted yet just takes the values."""
+    round trip of its own on PostgreSQL). A prospect the ORM has not inserted yet just takes the values.
+    The ORM's own changes are flushed before these writes, so a field set here is not set on the object
+    again later in the same update (no handler does: the name, phone, e-mail or consent is its last word)."""
     state = inspect(prospect)
     if not state.persistent:
         for column, value in values.items():
