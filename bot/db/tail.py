@@ -103,7 +103,7 @@ def _send(session: Session) -> None:
         return
     session.flush()  # the ORM's changes first, as a session.execute would (rows these may refer to)
     connection = session.connection()
-    if len(waiting) == 1 or connection.dialect.name != "postgresql":  # (DML in WITH clauses)
+    if connection.dialect.name != "postgresql":  # (DML in WITH clauses)
         for write, params in waiting:
             connection.execute(write.plain, params)
         return
