@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.db.engine import POOL_SIZE
 from funnel.model import DEFAULT_FUNNEL_PATH
 
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,}$")
@@ -51,7 +52,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///data/leadbot.db"
     # PostgreSQL: connections kept open (an update holds one from its first read to its commit); none is
     # opened beyond them, updates wait their turn instead
-    database_pool_size: int = Field(default=20, ge=1, le=500)
+    database_pool_size: int = Field(default=POOL_SIZE, ge=1, le=500)
     redis_url: str | None = None  # conversation state shared across replicas
 
     # People and places
