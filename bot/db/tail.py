@@ -108,9 +108,6 @@ def _send(session: Session) -> None:
             connection.execute(write.plain, params)
         return
     for batch in _batches(waiting):
-        if len(batch) == 1:
-            connection.execute(batch[0][0].plain, batch[0][1])
-            continue
         merged: dict[str, Any] = {}
         for n, (_write, params) in enumerate(batch):
             prefix = f"w{n}_"
