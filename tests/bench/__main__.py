@@ -84,6 +84,27 @@ async def wait_idle(http: aiohttp.ClientSession, base_url: str, notes: list[str]
         return False
 
 
+async def wait_quiet(http: aiohttp.ClientSession, base_url: str, quiet_s: float = 1.0,
+                     timeout: float = 180) -> dict[str, Any]:
+    """After the throughput run: the bot has confirmed every update but is still delivering the staff
+    group's cards and notices (the outbox, paced by Telegram's limits in production, unlimited here).
+    Wait until it makes no Bot API call for `quiet_s`, so the latency runs measure their own load and not
+    that backlog; how many calls and how long it took is reported as a figure of its own."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    first = last = await h.last_call_seq(http, base_url)
+    changed = began
+    while loop.time() - changed < quiet_s:
+        if loop.time() - began > timeout:
+            log(f"warning: the bot was still calling the Bot API {timeout:.0f} s after the run")
+            break
+        await asyncio.sleep(0.1)
+        calls = await h.last_call_seq(http, base_url)
+        if calls != last:
+            last, changed = calls, loop.time()
+    return {"bot_api_calls": last - first, "seconds": round(max(changed - began, 0.0), 2)}
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -201,6 +222,9 @@ class Bench:
                 log(f"throughput ({db.kind}): {tp.get('updates_per_s')} updates/s, bot CPU {tp['bot_cpu_util']}, "
                     f"{tp.get('bot_cpu_ms_per_update')} ms CPU/update, lost {tp['lost']}")
                 idle = await wait_idle(http, base_url, self.notes)
+                backlog = out["delivery_backlog"] = await self.measured(bot, emulator, wait_quiet(http, base_url))
+                log(f"delivery backlog ({db.kind}): {backlog['bot_api_calls']} Bot API calls in "
+                    f"{backlog['seconds']} s after the run, bot CPU {backlog['bot_cpu_s']} s")
                 capacity = tp.get("updates_per_s") or 0
                 if idle and capacity:
                     # a load the bot can carry: latency without queueing
