@@ -16,6 +16,8 @@ Phases, each on a fresh emulator, a fresh bot process and a fresh database:
                 latency run as the bot gets;
 2. throughput - the real `python -m bot`: N prospects go through the whole dialogue at once (deep-link
                 /start, consent, name, contact share, email, six answers, skip, confirm, /manager);
+   then the staff group's cards and notices that run queued are delivered (the outbox; reported as the
+   "delivery backlog": Bot API calls, seconds and bot CPU), so the latency runs do not pay for them;
 3. latency    - the same process, open loop: first at half the throughput just measured, then at R updates a
                 second (default 300), D seconds each, prospects thinking at least 1 s between an answer and
                 their next action; what is unanswered 10 s after the offer ends counts as lost;
