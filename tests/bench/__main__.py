@@ -86,8 +86,8 @@ async def wait_idle(http: aiohttp.ClientSession, base_url: str, notes: list[str]
         return False
 
 
-async def wait_quiet(http: aiohttp.ClientSession, base_url: str, quiet_s: float = 1.0,
-                     timeout: float = 180) -> dict[str, Any]:
+async def wait_quiet(http: aiohttp.ClientSession, base_url: str, notes: list[str] | None = None,
+                     quiet_s: float = 1.0, timeout: float = 180) -> dict[str, Any]:
     """After the throughput run: the bot has confirmed every update but is still delivering the staff
     group's cards and notices (the outbox, paced by Telegram's limits in production, unlimited here).
     Wait until it makes no Bot API call for `quiet_s`, so the latency runs measure their own load and not
@@ -98,7 +98,10 @@ async def wait_quiet(http: aiohttp.ClientSession, base_url: str, quiet_s: float 
     changed = began
     while loop.time() - changed < quiet_s:
         if loop.time() - began > timeout:
-            log(f"warning: the bot was still calling the Bot API {timeout:.0f} s after the run")
+            warning = f"the bot was still calling the Bot API {timeout:.0f} s after the run"
+            log(f"warning: {warning}")
+            if notes is not None:  # the latency runs that follow pay for what is left, as wait_idle notes
+                notes.append(warning)
             break
         await asyncio.sleep(0.1)
         calls = await h.last_call_seq(http, base_url)
@@ -224,7 +227,7 @@ class Bench:
                 log(f"throughput ({db.kind}): {tp.get('updates_per_s')} updates/s, bot CPU {tp['bot_cpu_util']}, "
                     f"{tp.get('bot_cpu_ms_per_update')} ms CPU/update, lost {tp['lost']}")
                 idle = await wait_idle(http, base_url, self.notes)
-                backlog = out["delivery_backlog"] = await self.measured(bot, emulator, wait_quiet(http, base_url))
+                backlog = out["delivery_backlog"] = await self.measured(bot, emulator, wait_quiet(http, base_url, self.notes))
                 log(f"delivery backlog ({db.kind}): {backlog['bot_api_calls']} Bot API calls in "
                     f"{backlog['seconds']} s after the run, bot CPU {backlog['bot_cpu_s']} s")
                 capacity = tp.get("updates_per_s") or 0
