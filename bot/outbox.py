@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import OutboxMessage
@@ -69,3 +70,14 @@ def enqueue_card_edit(session: AsyncSession, lead_id: int) -> OutboxMessage:
     """Re-render the lead's card in place; several pending edits of one card collapse into one."""
     row = OutboxMessage(kind="card_edit", purpose="card", chat_id=STAFF, lead_id=lead_id, payload={})
     return _queue(session, row)
+
+
+async def card_waiting(session: AsyncSession, lead_id: int) -> bool:
+    """True while the lead's card is queued and not claimed yet: when it is posted it renders the lead as it
+    is then, so whatever happens to the lead meanwhile is on it (an edit or a ping under it would repeat it)."""
+    row = await session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.lead_id == lead_id, OutboxMessage.kind == "card", OutboxMessage.status == "pending",
+        ).limit(1)
+    )
+    return row is not None

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Lead, LeadEvent, OutboxMessage, Prospect, utcnow
-from bot.outbox import STAFF, enqueue_card, enqueue_card_edit, enqueue_send
+from bot.outbox import STAFF, card_waiting, enqueue_card, enqueue_card_edit, enqueue_send
 from bot.services import leads
 from bot.services.leads import SYSTEM, Actor, add_event
 from funnel import Funnel, is_open
@@ -249,12 +249,14 @@ async def request_manager(
     session: AsyncSession, funnel: Funnel, lead: Lead, *, staff_notice: str | None, signal_name: str | None = None
 ) -> bool:
     """Hand the lead to the managers now. A lead that is already with them gets `staff_notice`
-    threaded under its card so somebody notices. True when the card was posted now."""
+    threaded under its card so somebody notices, unless the card itself is still queued: posted later,
+    it carries the request in its history, and the group's sends a minute are kept for other cards.
+    True when the card was posted now."""
     handed = await signal(session, funnel, lead, signal_name)
     if not handed:
         already = lead.handed_off_at is not None
         handed = await leads.handoff(session, lead, "manager")
-        if already and staff_notice:
+        if already and staff_notice and not await card_waiting(session, lead.id):
             enqueue_send(session, STAFF, staff_notice, purpose="relay", lead_id=lead.id, reply_to_card=True)
     return handed
 
