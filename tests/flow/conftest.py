@@ -146,9 +146,10 @@ class Feeder:
             return submitted.lead.id
 
     async def post_card(self, lead_id: int) -> int:
-        """Post the lead's card in the staff chat and record it, as the delivery worker does."""
+        """Post the lead's card in the staff chat and record it, as the delivery worker does: on the lead,
+        and on the lead's queued card rows (sent, with the message id)."""
         from bot.cards import render_card
-        from bot.db.models import Lead
+        from bot.db.models import Lead, OutboxMessage
 
         async with self.session() as session:
             lead = await session.get(Lead, lead_id)
@@ -157,6 +158,11 @@ class Feeder:
                                              locale=self.app.settings.default_locale)
             sent = await self.app.bot.send_message(self.app.staff.id, text, reply_markup=markup)
             lead.card_chat_id, lead.card_message_id = sent.chat.id, sent.message_id
+            queued = await session.scalars(select(OutboxMessage).where(
+                OutboxMessage.lead_id == lead_id, OutboxMessage.kind == "card",
+                OutboxMessage.status.in_(("pending", "sending"))))
+            for row in queued.all():
+                row.status, row.message_id = "sent", sent.message_id
             await session.commit()
             return sent.message_id
 
