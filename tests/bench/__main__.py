@@ -129,7 +129,7 @@ class Bench:
 
     @contextlib.asynccontextmanager
     async def world(self, name: str, argv: list[str] | None, db: h.Database | None, *, rtt_ms: float = 0,
-                    profile_to: Path | None = None) -> Any:
+                    profile_to: Path | None = None, env: dict[str, str] | None = None) -> Any:
         """A fresh emulator and a bot process polling it; yields (http, base_url, bot, emulator)."""
         emulator = h.EmulatorProcess(self.work, self.cores.harness).start()
         bot: h.Child | None = None
@@ -138,11 +138,11 @@ class Bench:
             connector = aiohttp.TCPConnector(limit=400)
             async with aiohttp.ClientSession(connector=connector, read_bufsize=2**20) as http:
                 since = await h.last_call_seq(http, base_url)
-                env = h.bot_env(base_url, db.url if db else "sqlite+aiosqlite:///:memory:")
+                bot_env = h.bot_env(base_url, db.url if db else "sqlite+aiosqlite:///:memory:", **(env or {}))
                 if argv is None:
-                    bot = h.bot_process(self.work, self.cores.bot, env, name=name, profile_to=profile_to)
+                    bot = h.bot_process(self.work, self.cores.bot, bot_env, name=name, profile_to=profile_to)
                 else:
-                    bot = h.Child(name, argv, {**env, "PYTHONPATH": str(h.ROOT)}, self.work, self.cores.bot)
+                    bot = h.Child(name, argv, {**bot_env, "PYTHONPATH": str(h.ROOT)}, self.work, self.cores.bot)
                 bot.start()
                 await h.wait_polling(http, base_url, bot, since)
                 yield http, base_url, bot, emulator
@@ -197,6 +197,26 @@ class Bench:
                 await wait_idle(http, base_url, self.notes)
                 out["latency"] = await self.latency(run, bot, emulator, echo_script(), self.args.rate, "echo")
             out["peak_rss_mb"] = round(bot.peak_rss_mb(), 1)
+        return out
+
+    async def floor(self, db: h.Database | None) -> dict[str, Any]:
+        """The floor bot (`tests/bench/floor_bot.py`) through the whole dialogue, N prospects at once: the
+        dialogue's Bot API calls alone (no database), or with one committed transaction an update."""
+        n, label = self.args.prospects, f"floor-{db.kind}" if db is not None else "floor-calls"
+        log(f"{label}: {n} prospects through the dialogue's calls"
+            + (f" and a transaction an update ({db.kind})" if db is not None else ""))
+        argv = [sys.executable, "-m", "tests.bench.floor_bot"]
+        out: dict[str, Any] = {"database": db.kind if db is not None else None}
+        async with self.world(label, argv, db, env={"FLOOR_DB": "1" if db is not None else "0"}) as (
+                http, base_url, bot, emulator), Run(http, base_url, timeout=self.args.timeout) as run:
+            out["idle_rss_mb"] = round(bot.rss_mb(), 1)
+            await run.closed_loop(DIALOGUE, WARMUP_PROSPECTS, self.users(WARMUP_PROSPECTS))
+            await wait_idle(http, base_url, self.notes)
+            out["throughput"] = await self.measured(bot, emulator, run.closed_loop(
+                DIALOGUE, n, self.users(n), max_seconds=self.args.max_seconds))
+        tp = out["throughput"]
+        log(f"{label}: {tp.get('updates_per_s')} updates/s, bot CPU {tp['bot_cpu_util']}, "
+            f"{tp.get('bot_cpu_ms_per_update')} ms CPU/update, lost {tp['lost']}")
         return out
 
     async def leadbot(self, db: h.Database) -> dict[str, Any]:
@@ -346,6 +366,10 @@ class Bench:
         }
         results["ceiling"] = await self.ceiling()
         dbs = ["sqlite", "postgres"] if a.db == "both" else [a.db]
+        if not a.skip_floor:
+            results["floor"] = {"calls": await self.floor(None)}
+            for kind in dbs:
+                results["floor"][kind] = await self.on(kind, self.floor)
         for kind in dbs:
             results[kind] = await self.on(kind, self.leadbot)
         if a.rtt_ms:
@@ -408,6 +432,12 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             "meets_p99": p99 is not None and p99 < TARGET_P99_MS,
             "updates_per_s_with_rtt": _get(results, "network", kind, "updates_per_s"),
         }
+    for key, data in (results.get("floor") or {}).items():
+        if isinstance(data, dict) and "throughput" in data:
+            ups = _get(data, "throughput", "updates_per_s")
+            out.setdefault("floor", {})[key] = {
+                "updates_per_s": ups, "ratio_to_echo": round(ups / ceiling, 3) if ups and ceiling else None,
+                "cpu_ms_per_update": _get(data, "throughput", "bot_cpu_ms_per_update")}
     levels = _get(results, "memory", "levels") or {}
     if levels:
         top = max(levels, key=int)
@@ -489,6 +519,7 @@ def table(results: dict[str, Any]) -> str:
                     + " | ".join(cell(_get(net, k, "updates_per_s")) for k in ("sqlite", "postgres")) + " |")
     row("RSS idle / peak, MB", f"{cell(echo.get('idle_rss_mb'))} / {cell(echo.get('peak_rss_mb'))}",
         lambda d: f"{cell(d.get('idle_rss_mb'))} / {cell(d.get('peak_rss_mb'))}")
+    rows += floor_table(results)
     mem = results.get("memory") or {}
     if mem.get("levels"):
         rows += ["", "| open dialogues (SQLite) | 0 (idle) | " + " | ".join(f"{int(k):,}" for k in mem["levels"]) + " |",
@@ -508,6 +539,32 @@ def table(results: dict[str, Any]) -> str:
         for size in sizes:
             rows.append(f"| {int(size):,} | " + " | ".join(cell(analytics[size].get(k)) for k in keys) + " |")
     return "\n".join(rows)
+
+
+def floor_table(results: dict[str, Any]) -> list[str]:
+    """What an update costs from the echo bot up: the floor bot with the dialogue's calls alone, then with a
+    transaction an update, then the bot itself (the throughput runs)."""
+    floor = (results.get("summary") or {}).get("floor") or {}
+    if not floor:
+        return []
+    s = results["summary"]
+    columns = [("aiogram echo", {"updates_per_s": s.get("echo_updates_per_s"), "ratio_to_echo": 1.0,
+                                 "cpu_ms_per_update": s.get("echo_cpu_ms_per_update")}),
+               ("floor: the dialogue's calls", floor.get("calls"))]
+    for kind, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        if floor.get(kind):
+            columns.append((f"floor: + a transaction, {name}", floor[kind]))
+    for kind, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        if s.get(kind):
+            columns.append((f"leadbot, {name}", s[kind]))
+
+    def cells(key: str, fmt: str) -> str:
+        return " | ".join("–" if not data or data.get(key) is None else fmt.format(data[key]) for _, data in columns)
+
+    return ["", "| | " + " | ".join(name for name, _ in columns) + " |", "|---|" + "---|" * len(columns),
+            f"| updates/s, all prospects at once | {cells('updates_per_s', '{}')} |",
+            f"| ratio to the echo bot | {cells('ratio_to_echo', '{:.2f}')} |",
+            f"| bot CPU per update, ms | {cells('cpu_ms_per_update', '{}')} |"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -531,6 +588,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="prospects opening dialogues at a time in the memory run")
     parser.add_argument("--skip-analytics", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true", help="no floor bot runs (tests/bench/floor_bot.py)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a prospect waits for an answer")
     parser.add_argument("--profile", metavar="DIR", help="profile each throughput run (py-spy, else pyinstrument)")
     parser.add_argument("--bot-cmd", help="run this instead of `python -m bot` (to measure a variant)")
