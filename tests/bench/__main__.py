@@ -14,6 +14,9 @@ Phases, each on a fresh emulator, a fresh bot process and a fresh database:
 1. ceiling    - `tests/bench/echo_bot.py` (aiogram's own polling, one echo handler): N prospects send as many
                 messages as the dialogue has updates, each as soon as it has its echo; then the same open-loop
                 latency run as the bot gets;
+   floor      - `tests/bench/floor_bot.py`, the least any bot on this stack spends on the dialogue: its Bot API
+                calls alone, then with one transaction an update on the bot's own engine (each database), N
+                prospects through the whole dialogue at once (`--skip-floor` leaves it out);
 2. throughput - the real `python -m bot`: N prospects go through the whole dialogue at once (deep-link
                 /start, consent, name, contact share, email, six answers, skip, confirm, /manager);
    then the staff group's cards and notices that run queued are delivered (the outbox; reported as the
@@ -370,9 +373,9 @@ class Bench:
             results["floor"] = {"calls": await self.floor(None)}
             for kind in dbs:
                 results["floor"][kind] = await self.on(kind, self.floor)
-        for kind in dbs:
+        for kind in dbs if not a.skip_bot else ():
             results[kind] = await self.on(kind, self.leadbot)
-        if a.rtt_ms:
+        if a.rtt_ms and not a.skip_bot:
             results["network"] = {"echo": await self.echo_network()}
             for kind in dbs:
                 results["network"][kind] = await self.on(kind, self.network)
@@ -589,6 +592,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-analytics", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-floor", action="store_true", help="no floor bot runs (tests/bench/floor_bot.py)")
+    parser.add_argument("--skip-bot", action="store_true",
+                        help="no runs of the bot itself (the echo and floor bots alone, with --skip-memory)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a prospect waits for an answer")
     parser.add_argument("--profile", metavar="DIR", help="profile each throughput run (py-spy, else pyinstrument)")
     parser.add_argument("--bot-cmd", help="run this instead of `python -m bot` (to measure a variant)")
