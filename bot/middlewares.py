@@ -66,6 +66,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.db.first_write import first_write
 from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect, utcnow
 from bot.db.sqlite_driver import closes_in_place, in_place
 from bot.db.tail import Deferred
@@ -350,7 +351,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], replies: ReplyBuffer) -> Any:
         session = self.session_factory()
-        async with _Closing(session, self.close_in_place), in_place():  # short statements (bot/db/sqlite_driver.py)
+        # short statements on SQLite (bot/db/sqlite_driver.py); on PostgreSQL no BEGIN before the first
+        # write (bot/db/first_write.py)
+        async with _Closing(session, self.close_in_place), in_place(), first_write():
             seen = await self._seen(session, event, data)
             if seen is not None:
                 kind, stored = seen

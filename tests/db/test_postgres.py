@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -236,7 +236,8 @@ async def test_a_whole_dialogue_on_postgres(make_settings, emulator, client, pg_
 async def test_a_button_press_on_postgres_is_one_read_and_one_write(make_settings, emulator, client, pg_url):
     """A press in the middle of the dialogue: its first read (markers, prospect, FSM row) and its last
     writes (the run's progress, the update's marker, the FSM row) as one statement each (`bot.db.tail`),
-    so with BEGIN and COMMIT four round trips, and every one of those writes is in the database after."""
+    with no BEGIN and no COMMIT (`bot.db.first_write`): two round trips, and every one of those writes is
+    in the database after."""
     from bot.app import create_app
     from tests.dialogue.test_dialogue_flow import Chat, statements_of, to_phone
 
@@ -253,9 +254,18 @@ async def test_a_button_press_on_postgres_is_one_read_and_one_write(make_setting
             updates_before = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
             before = await session.scalar(select(DialogueRun))
         assert before.last_step == "need"
+        autocommit: list[tuple[str, bool]] = []  # after each statement: was its connection in autocommit?
+
+        def after(conn, cursor, sql, *args):  # type: ignore[no-untyped-def]
+            autocommit.append((sql, conn.connection.dbapi_connection.autocommit))
+
+        event.listen(app.engine.sync_engine, "after_cursor_execute", after)
         with statements_of(running) as statements:
             asked = await chat.press("A custom project")
+        event.remove(app.engine.sync_engine, "after_cursor_execute", after)
         assert "Over $20,000" in str(asked)
+        # neither the read nor the writes began a transaction: no BEGIN, nothing for COMMIT to send
+        assert [on for sql, on in autocommit if "outbox" not in sql] == [True, True]
         ours = [s for s in statements if "outbox" not in s]  # the delivery worker looks at the outbox meanwhile
         assert len(ours) == 2, ours
         assert ours[0].startswith("SELECT") and "fsm_states" in ours[0]
