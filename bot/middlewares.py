@@ -66,7 +66,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db.first_write import first_write
+from bot.db.first_read import first_read
 from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect, utcnow
 from bot.db.sqlite_driver import closes_in_place, in_place
 from bot.db.tail import Deferred
@@ -351,10 +351,11 @@ class UnitOfWorkMiddleware(BaseMiddleware):
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any], replies: ReplyBuffer) -> Any:
         session = self.session_factory()
-        # short statements on SQLite (bot/db/sqlite_driver.py); on PostgreSQL no BEGIN before the first
-        # write (bot/db/first_write.py)
-        async with _Closing(session, self.close_in_place), in_place(), first_write():
+        # short statements on SQLite (bot/db/sqlite_driver.py); on PostgreSQL the first read without BEGIN
+        # (bot/db/first_read.py)
+        async with _Closing(session, self.close_in_place), in_place(), first_read() as writes:
             seen = await self._seen(session, event, data)
+            writes.read_done()
             if seen is not None:
                 kind, stored = seen
                 if kind == SEEN_UPDATE:

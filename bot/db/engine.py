@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from bot.db.first_write import install as begin_at_first_write
+from bot.db.first_read import install as begin_at_first_read
 from bot.fastjson import json_dumps, json_loads
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -83,7 +83,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = POOL_SIZE) -
     # each, its statements prepared anew), a fifth of the throughput.
     engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, **JSON_COLUMNS)
     ping_when_idle(engine)
-    begin_at_first_write(engine)  # an update's reads go without BEGIN (bot/db/first_write.py)
+    begin_at_first_read(engine)  # an update's first read goes without BEGIN (bot/db/first_read.py)
     return engine
 
 

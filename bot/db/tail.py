@@ -9,9 +9,9 @@ itself. Here they wait in the session (`defer`) and go out in `before_commit`:
   (`WITH w0 AS (INSERT ...), w1 AS (INSERT ...) UPDATE ...`). They run in one snapshot, and none sees
   another's changes: so two writes of the same table never share a statement (PostgreSQL applies only
   one of two changes to the same row there); the second starts the next statement. A failing one (a
-  duplicate marker) fails the statement, and so the transaction, as it did alone. When nothing was
-  written before them and they are one statement, it goes in autocommit, with no BEGIN or COMMIT
-  (`bot.db.first_write`);
+  duplicate marker) fails the statement, and so the transaction, as it did alone. When they are one
+  statement and none came between the update's first read and them, it goes alone in autocommit, with
+  no BEGIN or COMMIT (`bot.db.first_read`);
 * elsewhere (SQLite, where a statement is a call in this process and costs no round trip), one by one.
 
 A rollback drops what is waiting, with the rest of the transaction.
@@ -27,7 +27,7 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from bot.db.first_write import alone
+from bot.db.first_read import alone
 
 TAIL = "leadbot_tail"
 _Statement = Insert | Update
@@ -112,14 +112,13 @@ def _send(session: Session) -> None:
             connection.execute(write.plain, params)
         return
     batches = _batches(waiting)
-    # one statement, and nothing written before it: it may go alone, in autocommit (`bot.db.first_write`)
-    options = alone(connection) if len(batches) == 1 else None
-    for batch in batches:
-        merged: dict[str, Any] = {}
-        for n, (_write, params) in enumerate(batch):
-            prefix = f"w{n}_"
-            merged.update({prefix + name: value for name, value in params.items()})
-        connection.execute(combined(tuple(write for write, _ in batch)), merged, execution_options=options)
+    with alone(connection, len(batches)):  # one statement after the first read alone: autocommit
+        for batch in batches:
+            merged: dict[str, Any] = {}
+            for n, (_write, params) in enumerate(batch):
+                prefix = f"w{n}_"
+                merged.update({prefix + name: value for name, value in params.items()})
+            connection.execute(combined(tuple(write for write, _ in batch)), merged)
 
 
 def _batches(waiting: list[tuple[Deferred, dict[str, Any]]]) -> list[list[tuple[Deferred, dict[str, Any]]]]:

@@ -236,7 +236,7 @@ async def test_a_whole_dialogue_on_postgres(make_settings, emulator, client, pg_
 async def test_a_button_press_on_postgres_is_one_read_and_one_write(make_settings, emulator, client, pg_url):
     """A press in the middle of the dialogue: its first read (markers, prospect, FSM row) and its last
     writes (the run's progress, the update's marker, the FSM row) as one statement each (`bot.db.tail`),
-    with no BEGIN and no COMMIT (`bot.db.first_write`): two round trips, and every one of those writes is
+    with no BEGIN and no COMMIT (`bot.db.first_read`): two round trips, and every one of those writes is
     in the database after."""
     from bot.app import create_app
     from tests.dialogue.test_dialogue_flow import Chat, statements_of, to_phone
