@@ -353,9 +353,9 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         session = self.session_factory()
         # short statements on SQLite (bot/db/sqlite_driver.py); on PostgreSQL the first read without BEGIN
         # (bot/db/first_read.py)
-        async with _Closing(session, self.close_in_place), in_place(), first_read() as writes:
+        async with _Closing(session, self.close_in_place), in_place(), first_read() as first:
             seen = await self._seen(session, event, data)
-            writes.read_done()
+            first.read_done()
             if seen is not None:
                 kind, stored = seen
                 if kind == SEEN_UPDATE:

@@ -40,8 +40,8 @@ _update: ContextVar[first_read | None] = ContextVar("begin_after_first_read", de
 
 class first_read(contextlib.AbstractContextManager["first_read"],
                   contextlib.AbstractAsyncContextManager["first_read"]):
-    """`with first_read() as writes:` (or `async with`): the first connection that begins in it reads its
-    first statement in autocommit; `writes.read_done()` once that statement has run."""
+    """`with first_read() as first:` (or `async with`): the first connection that begins in it reads its
+    first statement in autocommit; `first.read_done()` once that statement has run."""
 
     __slots__ = ("_token", "connection", "reading")
 
