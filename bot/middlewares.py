@@ -66,7 +66,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db.first_read import first_read
+from bot.db.first_read import NO_FIRST_READ, first_read, reads_first
 from bot.db.models import DeadLetter, FSMRecord, ProcessedMessage, ProcessedUpdate, Prospect, utcnow
 from bot.db.sqlite_driver import closes_in_place, in_place
 from bot.db.tail import Deferred
@@ -332,6 +332,7 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         bind = session_factory.kw.get("bind")
         self.writer = writer_lock(bind)
         self.close_in_place = bind is not None and closes_in_place(bind)
+        self.reads_first = bind is not None and reads_first(bind)  # PostgreSQL (bot/db/first_read.py)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
@@ -353,7 +354,8 @@ class UnitOfWorkMiddleware(BaseMiddleware):
         session = self.session_factory()
         # short statements on SQLite (bot/db/sqlite_driver.py); on PostgreSQL the first read without BEGIN
         # (bot/db/first_read.py)
-        async with _Closing(session, self.close_in_place), in_place(), first_read() as first:
+        async with _Closing(session, self.close_in_place), in_place(), \
+                first_read() if self.reads_first else NO_FIRST_READ as first:
             seen = await self._seen(session, event, data)
             first.read_done()
             if seen is not None:

@@ -10,7 +10,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
+from bot.db.first_read import ReadFirstSession, reads_first
 from bot.db.first_read import install as begin_at_first_read
 from bot.fastjson import json_dumps, json_loads
 
@@ -117,7 +119,8 @@ def ping_when_idle(engine: AsyncEngine) -> None:
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True,
+                              sync_session_class=ReadFirstSession if reads_first(engine) else Session)
 
 
 async def create_schema(engine: AsyncEngine) -> None:
