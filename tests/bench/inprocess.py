@@ -128,6 +128,22 @@ class Feeder:
             await self.app.dp.feed_update(self.bot, Update.model_validate(update, context={"bot": self.bot}))
 
 
+async def stub_app(database_url: str) -> tuple[Any, Bot, StubSession]:
+    """The real app on `database_url`, its Bot API answered by a `StubSession`, without the delivery worker."""
+    from bot.app import create_app
+    from bot.settings import Settings
+
+    settings = Settings(_env_file=None, bot_token=TOKEN, database_url=database_url,
+                        staff_chat_id=-100500, manager_ids=[701], admin_ids=[900], digest="off",
+                        telegram_api_url="http://127.0.0.1:9")
+    stub = StubSession()
+    bot = Bot(TOKEN, session=stub, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
+                                                                 link_preview_is_disabled=True))
+    app = await create_app(settings, bot=bot, with_delivery=False)
+    await bot.me()
+    return app, bot, stub
+
+
 async def measure(rounds: int, prospects: int, warmup: int = 5,
                   counting: Callable[[bool], None] | None = None, db: str = "sqlite") -> dict[str, Any]:
     if db == "postgres":
@@ -141,18 +157,8 @@ async def measure(rounds: int, prospects: int, warmup: int = 5,
 
 async def _measure(database_url: str, rounds: int, prospects: int, warmup: int,
                    counting: Callable[[bool], None] | None) -> dict[str, Any]:
-    from bot.app import create_app
-    from bot.settings import Settings
-
-    settings = Settings(_env_file=None, bot_token=TOKEN, database_url=database_url,
-                        staff_chat_id=-100500, manager_ids=[701], admin_ids=[900], digest="off",
-                        telegram_api_url="http://127.0.0.1:9")
-    stub = StubSession()
-    bot = Bot(TOKEN, session=stub, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
-                                                                 link_preview_is_disabled=True))
-    app = await create_app(settings, bot=bot, with_delivery=False)
+    app, bot, stub = await stub_app(database_url)
     try:
-        await bot.me()
         feeder, uids = Feeder(app, bot, stub), itertools.count(10_000)
         for _ in range(warmup):
             await feeder.dialogue(next(uids))

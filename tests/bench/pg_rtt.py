@@ -19,7 +19,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Self
+from typing import Any
 
 from tests.bench.harness import ROOT, Cores
 
@@ -68,32 +68,14 @@ async def proxy(port: int, delay: float) -> None:
 # ----------------------------------------------------------------------------------------- the measure
 
 
-class _Without(contextlib.AbstractAsyncContextManager[Any]):
-    """The unit of work's `first_read()` switched off: every transaction as before the change."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-    def read_done(self) -> None:
-        return None
-
-
 async def measure(rounds: int, prospects: int, delay_ms: float, port: int = 6543) -> dict[str, Any]:
     import asyncpg
-    from aiogram import Bot
-    from aiogram.client.default import DefaultBotProperties
-    from aiogram.enums import ParseMode
     from asyncpg.transaction import Transaction
 
     import bot.middlewares as unit_of_work
-    from bot.app import create_app
-    from bot.db.first_read import first_read
-    from bot.settings import Settings
+    from bot.db.first_read import NO_FIRST_READ, first_read
     from tests.bench.harness import postgres_database
-    from tests.bench.inprocess import TOKEN, Feeder, StubSession
+    from tests.bench.inprocess import Feeder, stub_app
     from tests.bench.load import DIALOGUE
 
     child = await asyncio.create_subprocess_exec(
@@ -118,13 +100,7 @@ async def measure(rounds: int, prospects: int, delay_ms: float, port: int = 6543
         rtt_ms = (time.perf_counter() - began) * 10
         await connection.close()
         async with postgres_database("pgrtt") as database:
-            settings = Settings(_env_file=None, bot_token=TOKEN, staff_chat_id=-100500, manager_ids=[701],
-                                admin_ids=[900], digest="off", telegram_api_url="http://127.0.0.1:9",
-                                database_url=database.url.replace(f":{PG_PORT}/", f":{port}/"))
-            stub = StubSession()
-            bot = Bot(TOKEN, session=stub, default=DefaultBotProperties(parse_mode=ParseMode.HTML,
-                                                                         link_preview_is_disabled=True))
-            app = await create_app(settings, bot=bot, with_delivery=False)
+            app, bot, stub = await stub_app(database.url.replace(f":{PG_PORT}/", f":{port}/"))
             Transaction.start = counted_start  # type: ignore[method-assign]
             try:
                 feeder, uids = Feeder(app, bot, stub), itertools.count(10_000)
@@ -133,7 +109,8 @@ async def measure(rounds: int, prospects: int, delay_ms: float, port: int = 6543
                 wall: dict[str, list[float]] = {"with": [], "without": []}
                 for turn in range(2 * rounds):
                     mode = "with" if turn % 2 == 0 else "without"
-                    unit_of_work.first_read = first_read if mode == "with" else _Without  # type: ignore[assignment]
+                    # without: every transaction begins as before the change
+                    unit_of_work.first_read = first_read if mode == "with" else lambda: NO_FIRST_READ  # type: ignore[assignment]
                     started = time.perf_counter()
                     for _ in range(prospects):
                         await feeder.dialogue(next(uids))
